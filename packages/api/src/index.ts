@@ -1,0 +1,15 @@
+export { LEASE_HEADER, NAMESPACE_HEADER, requestContext } from './call-context.js';
+export { decodeMessage, encodeMessage, fromTimestamp, type Timestamp, toTimestamp } from './codec.js';
+export { type CallOptions, GrpcConnection, grpcTarget, ServiceClient } from './grpc-client.js';
+export {
+  type BidiStreamHandler,
+  bindService,
+  type ClientStreamHandler,
+  lookupService,
+  MAX_MESSAGE_BYTES,
+  type ServerStreamHandler,
+  serviceDefinition,
+  type UnaryHandler,
+} from './grpc-server.js';
+export { loadProtoRoot, PROTO_DIR, protoRoot } from './proto-root.js';
+export { EventCodec } from './services/events.js';

@@ -1,0 +1,218 @@
+import {
+  InvalidArgumentError,
+  type MetadataStore,
+  type MetaKey,
+  type ReadTx,
+  type WriteTx,
+  errorMessage,
+} from '@berth/plugin-api';
+import { Level } from 'level';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { namespaceKey, type NamespaceRecord } from './keys.js';
+
+export const SCHEMA_VERSION = 1;
+const SCHEMA_KEY: MetaKey = ['berth', 'schema'];
+const SEP = '\u0000';
+const END = '\u0001';
+
+export class MetadataOpenError extends Error {}
+
+function encodeKey(key: MetaKey): string {
+  for (const part of key) {
+    if (part.includes(SEP)) throw new InvalidArgumentError(`metadata key segment contains a NUL character`);
+  }
+  return key.join(SEP);
+}
+
+const decodeKey = (key: string): MetaKey => key.split(SEP);
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/**
+ * Metadata in LevelDB. Writes are serialised (one writer at a time) and
+ * each `update` lands as one synced batch, so a crash leaves either all of
+ * a change or none of it.
+ */
+export class LevelMetadataStore implements MetadataStore {
+  private writeLock: Promise<unknown> = Promise.resolve();
+  private gen = 0;
+
+  private constructor(private readonly db: Level<string, Uint8Array>, readonly path: string) {}
+
+  /**
+   * Open (or create) the store. Refuses — never repairs — a database that is
+   * locked, corrupt, half-missing or of an unknown schema, since repairing
+   * can drop records silently.
+   */
+  static async open(path: string): Promise<LevelMetadataStore> {
+    if (existsSync(path) && readdirSync(path).length > 0 && !existsSync(join(path, 'CURRENT'))) {
+      throw new MetadataOpenError(
+        `metadata database ${path} is damaged: its CURRENT file is missing; berthd will not recreate it over existing files (move the directory aside or restore a backup)`,
+      );
+    }
+    await mkdir(path, { recursive: true });
+    const db = new Level<string, Uint8Array>(path, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new MetadataOpenError(`metadata database ${path} is locked by another process (is another berthd using this root?)`);
+      }
+      const detail = cause?.message ?? errorMessage(err);
+      throw new MetadataOpenError(
+        `metadata database ${path} cannot be opened: ${detail}; berthd will not repair it automatically (that can lose data): move it aside or restore a backup`,
+      );
+    }
+    const store = new LevelMetadataStore(db, path);
+    try {
+      await store.checkSchema();
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return store;
+  }
+
+  private async checkSchema(): Promise<void> {
+    const raw = await this.db.get(encodeKey(SCHEMA_KEY));
+    if (raw === undefined) {
+      for await (const _ of this.db.keys({ limit: 1 })) {
+        throw new MetadataOpenError(`metadata database ${this.path} has records but no schema version; it was not written by berthd`);
+      }
+      await this.db.put(encodeKey(SCHEMA_KEY), textEncoder.encode(String(SCHEMA_VERSION)), { sync: true });
+      return;
+    }
+    const version = Number(textDecoder.decode(raw));
+    if (version !== SCHEMA_VERSION) {
+      throw new MetadataOpenError(
+        `metadata database ${this.path} has schema version ${textDecoder.decode(raw)}; this berthd reads version ${SCHEMA_VERSION}`,
+      );
+    }
+  }
+
+  get generation(): number {
+    return this.gen;
+  }
+
+  async view<R>(fn: (tx: ReadTx) => Promise<R>): Promise<R> {
+    return fn(new LevelReadTx(this.db));
+  }
+
+  update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R> {
+    return this.serialise(async () => {
+      const tx = new LevelWriteTx(this.db);
+      const result = await fn(tx);
+      const ops = tx.operations();
+      if (ops.length > 0) {
+        await this.db.batch(ops, { sync: true });
+        this.gen++;
+      }
+      tx.committed = true;
+      return { result, hooks: tx.hooks };
+    }).then(async ({ result, hooks }) => {
+      for (const hook of hooks) await hook();
+      return result;
+    });
+  }
+
+  exclusive<R>(fn: () => Promise<R>): Promise<R> {
+    return this.serialise(fn);
+  }
+
+  private serialise<R>(fn: () => Promise<R>): Promise<R> {
+    const run = this.writeLock.then(fn, fn);
+    this.writeLock = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    await this.writeLock;
+    await this.db.close();
+  }
+}
+
+class LevelReadTx implements ReadTx {
+  constructor(protected readonly db: Level<string, Uint8Array>) {}
+
+  async get(key: MetaKey): Promise<Uint8Array | undefined> {
+    return this.db.get(encodeKey(key));
+  }
+
+  async getJSON<T>(key: MetaKey): Promise<T | undefined> {
+    const raw = await this.get(key);
+    return raw === undefined ? undefined : (JSON.parse(textDecoder.decode(raw)) as T);
+  }
+
+  async *range(prefix: MetaKey): AsyncIterable<[MetaKey, Uint8Array]> {
+    const base = encodeKey(prefix);
+    for await (const [k, v] of this.db.iterator({ gte: base + SEP, lt: base + END })) yield [decodeKey(k), v];
+  }
+
+  async has(prefix: MetaKey): Promise<boolean> {
+    for await (const _ of this.range(prefix)) return true;
+    return false;
+  }
+}
+
+type BatchOp = { type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string };
+
+class LevelWriteTx extends LevelReadTx implements WriteTx {
+  /** Pending writes by encoded key; undefined marks a delete. */
+  private readonly pending = new Map<string, Uint8Array | undefined>();
+  readonly hooks: Array<() => void | Promise<void>> = [];
+  committed = false;
+
+  override async get(key: MetaKey): Promise<Uint8Array | undefined> {
+    const k = encodeKey(key);
+    return this.pending.has(k) ? this.pending.get(k) : super.get(key);
+  }
+
+  override async *range(prefix: MetaKey): AsyncIterable<[MetaKey, Uint8Array]> {
+    const base = encodeKey(prefix) + SEP;
+    const merged = new Map<string, Uint8Array | undefined>();
+    for await (const [k, v] of super.range(prefix)) merged.set(encodeKey(k), v);
+    for (const [k, v] of this.pending) if (k.startsWith(base)) merged.set(k, v);
+    for (const k of [...merged.keys()].sort()) {
+      const v = merged.get(k);
+      if (v !== undefined) yield [decodeKey(k), v];
+    }
+  }
+
+  put(key: MetaKey, value: Uint8Array): void {
+    this.assertOpen();
+    this.pending.set(encodeKey(key), value);
+  }
+
+  putJSON(key: MetaKey, value: unknown): void {
+    this.put(key, textEncoder.encode(JSON.stringify(value)));
+  }
+
+  del(key: MetaKey): void {
+    this.assertOpen();
+    this.pending.set(encodeKey(key), undefined);
+  }
+
+  async ensureNamespace(namespace: string): Promise<void> {
+    if ((await this.get(namespaceKey(namespace))) === undefined) {
+      const record: NamespaceRecord = { labels: {}, createdAt: new Date().toISOString() };
+      this.putJSON(namespaceKey(namespace), record);
+    }
+  }
+
+  onCommit(fn: () => void | Promise<void>): void {
+    this.hooks.push(fn);
+  }
+
+  operations(): BatchOp[] {
+    return [...this.pending].map(([key, value]) =>
+      value === undefined ? { type: 'del', key } : { type: 'put', key, value },
+    );
+  }
+
+  private assertOpen(): void {
+    if (this.committed) throw new Error('metadata transaction already committed');
+  }
+}

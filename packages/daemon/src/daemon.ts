@@ -1,0 +1,181 @@
+import * as grpc from '@grpc/grpc-js';
+import { bindService, loadProtoRoot, MAX_MESSAGE_BYTES, protoRoot } from '@berth/api';
+import { createLogger, PluginRegistry, registerPackages } from '@berth/core';
+import {
+  DaemonInfo,
+  errorMessage,
+  GrpcService,
+  type Logger,
+  PluginRegistryView,
+} from '@berth/plugin-api';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { DaemonConfig } from './config.js';
+import { RootLock } from './root-lock.js';
+
+/** Plugin packages every berthd loads, the same way it loads third-party ones. */
+export const BUILTIN_PLUGIN_PACKAGES = ['@berth/core', '@berth/api'] as const;
+
+const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+export const BERTH_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string })
+  .version;
+
+export interface RunningDaemon {
+  readonly config: DaemonConfig;
+  readonly registry: PluginRegistry;
+  readonly log: Logger;
+  /** Stop serving, close every plugin, remove the socket, release the root. */
+  close(): Promise<void>;
+}
+
+/**
+ * Start berthd: take the root lock, load and initialise plugins, serve every
+ * contributed gRPC service on a unix socket that only its owner (or the
+ * configured group) may use.
+ */
+export async function startDaemon(config: DaemonConfig, log: Logger = createLogger(config.logLevel)): Promise<RunningDaemon> {
+  await mkdir(config.root, { recursive: true, mode: 0o711 });
+  await mkdir(config.state, { recursive: true, mode: 0o711 });
+  const lock = RootLock.acquire(config.root);
+  let registry: PluginRegistry | undefined;
+  try {
+    await refuseLiveSocket(config.grpc.address);
+    registry = new PluginRegistry({
+      root: config.root,
+      state: config.state,
+      log,
+      configs: config.plugins,
+      disabled: config.disabledPlugins,
+    });
+    const info: DaemonInfo = {
+      version: BERTH_VERSION,
+      revision: gitRevision(),
+      root: config.root,
+      state: config.state,
+      address: config.grpc.address,
+    };
+    registry.preset(DaemonInfo, info);
+    registry.preset(PluginRegistryView, registry);
+    await registerPackages(registry, BUILTIN_PLUGIN_PACKAGES, [PACKAGE_DIR]);
+    await registerPackages(registry, config.pluginPackages, [config.configDir, PACKAGE_DIR]);
+    await registry.initAll();
+
+    const server = await serve(config, registry, log);
+    const plugins = registry.list();
+    log.info('berthd started', {
+      version: BERTH_VERSION,
+      address: config.grpc.address,
+      root: config.root,
+      state: config.state,
+      plugins: plugins.length,
+      failed: plugins.filter((p) => p.status.state === 'error').map((p) => `${p.type}.${p.id}`),
+    });
+
+    const reg = registry;
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      registry: reg,
+      log,
+      close: () => {
+        closing ??= (async () => {
+          await shutdown(server);
+          await reg.close();
+          await rm(config.grpc.address, { force: true });
+          lock.release();
+          log.info('berthd stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await registry?.close();
+    lock.release();
+    throw err;
+  }
+}
+
+async function serve(config: DaemonConfig, registry: PluginRegistry, log: Logger): Promise<grpc.Server> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  const contributions = registry.providers(GrpcService);
+  const extraProtos = contributions.flatMap((c) => c.value.protoFiles ?? []);
+  const root = extraProtos.length > 0 ? loadProtoRoot(extraProtos) : protoRoot();
+  for (const { address, value } of contributions) {
+    try {
+      bindService(server, root, value, log);
+    } catch (err) {
+      registry.fail(address, errorMessage(err));
+      log.error('gRPC service not served', { plugin: address, error: errorMessage(err) });
+    }
+  }
+
+  const socket = config.grpc.address;
+  await mkdir(dirname(socket), { recursive: true, mode: 0o711 });
+  await rm(socket, { force: true });
+  // The umask makes the socket 0600 from the moment it exists.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(new Error(`cannot listen on ${socket}: ${err.message}`)) : resolve(port),
+      ),
+    );
+  } finally {
+    process.umask(previous);
+  }
+  if (config.grpc.gid !== 0 || config.grpc.uid !== 0) {
+    await chown(socket, config.grpc.uid, config.grpc.gid);
+    if (config.grpc.gid !== 0) await chmod(socket, 0o660);
+  }
+  return server;
+}
+
+/** A socket someone still answers on belongs to another daemon: never steal it. */
+async function refuseLiveSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${path} is in use by another process; choose another --address`);
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    // Open event streams never end on their own; give unary calls a moment, then cut.
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 1000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** The commit berthd was built from, when it runs from a git checkout. */
+function gitRevision(): string {
+  try {
+    const gitDir = join(PACKAGE_DIR, '..', '..', '.git');
+    const head = readFileSync(join(gitDir, 'HEAD'), 'utf8').trim();
+    if (!head.startsWith('ref: ')) return head;
+    const ref = head.slice(5);
+    if (existsSync(join(gitDir, ref))) return readFileSync(join(gitDir, ref), 'utf8').trim();
+    const packed = readFileSync(join(gitDir, 'packed-refs'), 'utf8');
+    return packed.split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0] ?? '';
+  } catch {
+    return '';
+  }
+}

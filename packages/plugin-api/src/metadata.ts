@@ -1,0 +1,42 @@
+import { token } from './token.js';
+
+/**
+ * A key in the metadata store: path segments, joined by the store with a
+ * separator no segment may contain. Namespaced records start with
+ * `['v1', namespace, <kind>, …]`, as containerd's bolt buckets do.
+ */
+export type MetaKey = readonly string[];
+
+export interface ReadTx {
+  get(key: MetaKey): Promise<Uint8Array | undefined>;
+  getJSON<T>(key: MetaKey): Promise<T | undefined>;
+  /** Entries whose key starts with `prefix` (whole segments), in key order. */
+  range(prefix: MetaKey): AsyncIterable<[MetaKey, Uint8Array]>;
+  /** True when any key starts with `prefix`. */
+  has(prefix: MetaKey): Promise<boolean>;
+}
+
+export interface WriteTx extends ReadTx {
+  put(key: MetaKey, value: Uint8Array): void;
+  putJSON(key: MetaKey, value: unknown): void;
+  del(key: MetaKey): void;
+  /** Create the namespace if missing (no event, as containerd's implicit create). */
+  ensureNamespace(namespace: string): Promise<void>;
+  /** Runs after the batch is durable; publish events here. */
+  onCommit(fn: () => void | Promise<void>): void;
+}
+
+/**
+ * Berth's metadata (LevelDB). Reads may run concurrently; writers run one at
+ * a time and each `update` commits as a single atomic batch, so garbage
+ * collection can take `exclusive` and see a stable store.
+ */
+export interface MetadataStore {
+  view<R>(fn: (tx: ReadTx) => Promise<R>): Promise<R>;
+  update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R>;
+  /** Run `fn` with no writer active and none starting until it ends. */
+  exclusive<R>(fn: () => Promise<R>): Promise<R>;
+  /** Bumped on every committed update; lets GC know whether anything changed. */
+  readonly generation: number;
+}
+export const MetadataStore = token<MetadataStore>('MetadataStore');
