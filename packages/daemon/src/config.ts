@@ -18,6 +18,8 @@ export interface DaemonConfig {
   readonly logLevel: LogLevel;
   /** containerd's `disabled_plugins`: `type.id` addresses. */
   readonly disabledPlugins: readonly string[];
+  /** containerd's `required_plugins`: start-up fails unless these load (the metadata store always is). */
+  readonly requiredPlugins: readonly string[];
   /** berth's extension: npm packages (names or paths) whose plugins to load. */
   readonly pluginPackages: readonly string[];
   /** `[plugins."<type>.<id>"]` tables, checked by each plugin's schema. */
@@ -39,7 +41,17 @@ export interface Flags {
   readonly logLevel?: string;
 }
 
-const TOP_LEVEL_KEYS = new Set(['version', 'root', 'state', 'grpc', 'debug', 'disabled_plugins', 'plugin_packages', 'plugins']);
+const TOP_LEVEL_KEYS = new Set([
+  'version',
+  'root',
+  'state',
+  'grpc',
+  'debug',
+  'disabled_plugins',
+  'required_plugins',
+  'plugin_packages',
+  'plugins',
+]);
 const GRPC_KEYS = new Set(['address', 'uid', 'gid']);
 const DEBUG_KEYS = new Set(['level']);
 
@@ -72,6 +84,7 @@ export function parseConfig(text: string, source: string, flags: Flags = {}): Da
     grpc: { address: resolve(flags.address ?? str(source, 'grpc.address', grpc.address, defaultAddress(state))), uid, gid },
     logLevel,
     disabledPlugins: strings(source, 'disabled_plugins', doc.disabled_plugins),
+    requiredPlugins: strings(source, 'required_plugins', doc.required_plugins),
     pluginPackages: strings(source, 'plugin_packages', doc.plugin_packages),
     plugins: table(source, doc, 'plugins'),
     configDir: source === '(defaults)' ? process.cwd() : dirname(resolve(source)),

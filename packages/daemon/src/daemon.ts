@@ -19,6 +19,9 @@ import { RootLock } from './root-lock.js';
 /** Plugin packages every berthd loads, the same way it loads third-party ones. */
 export const BUILTIN_PLUGIN_PACKAGES = ['@berth/core', '@berth/api'] as const;
 
+/** Without these berthd would serve but lose or refuse every write: failing to load them fails start-up. */
+export const ALWAYS_REQUIRED = ['io.containerd.event.v1.exchange', 'io.containerd.metadata.v1.level'] as const;
+
 const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 
 export const BERTH_VERSION = (JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8')) as { version: string })
@@ -63,6 +66,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     await registerPackages(registry, BUILTIN_PLUGIN_PACKAGES, [PACKAGE_DIR]);
     await registerPackages(registry, config.pluginPackages, [config.configDir, PACKAGE_DIR]);
     await registry.initAll();
+    checkRequired(registry, [...ALWAYS_REQUIRED, ...config.requiredPlugins]);
 
     const server = await serve(config, registry, log);
     const plugins = registry.list();
@@ -96,6 +100,16 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     await registry?.close();
     lock.release();
     throw err;
+  }
+}
+
+function checkRequired(registry: PluginRegistry, required: readonly string[]): void {
+  const plugins = new Map(registry.list().map((p) => [`${p.type}.${p.id}`, p]));
+  for (const address of required) {
+    const plugin = plugins.get(address);
+    if (!plugin) throw new Error(`required plugin ${address} is not registered (disabled or not installed)`);
+    if (plugin.status.state === 'error') throw new Error(`required plugin ${address} failed: ${plugin.status.message}`);
+    if (plugin.status.state === 'skipped') throw new Error(`required plugin ${address} was skipped: ${plugin.status.reason}`);
   }
 }
 

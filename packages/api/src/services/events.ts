@@ -29,17 +29,27 @@ export class EventCodec {
     return bytes;
   }
 
-  /** Incoming Any: keep the bytes, and the fields too when berth knows the type (for `event.*` filters). */
+  /**
+   * Incoming Any: keep the bytes, and the fields too when berth knows the
+   * type (for `event.*` filters). protobufjs's bundled Any keeps the
+   * snake_case field name `type_url`.
+   */
   decode(any: Req | null | undefined): EventPayload {
-    if (!any?.typeUrl) throw new InvalidArgumentError('event: must not be empty');
+    const typeUrl: string | undefined = any?.type_url;
+    if (!any || !typeUrl) throw new InvalidArgumentError('event: must not be empty');
     const value: Uint8Array = any.value ?? new Uint8Array();
-    const type = this.root.lookup(any.typeUrl.replace(/^.*\//, ''));
-    if (!type || !('fields' in type)) return { typeUrl: any.typeUrl, value };
+    const type = this.root.lookup(typeUrl.replace(/^.*\//, ''));
+    if (!type || !('fields' in type)) return { typeUrl, value };
     try {
-      return { typeUrl: any.typeUrl, value, data: decodeMessage(type as protobuf.Type, value) };
+      return { typeUrl, value, data: decodeMessage(type as protobuf.Type, value) };
     } catch {
-      throw new InvalidArgumentError(`event: payload is not a valid ${any.typeUrl}`);
+      throw new InvalidArgumentError(`event: payload is not a valid ${typeUrl}`);
     }
+  }
+
+  /** The wire form of a payload (google.protobuf.Any). */
+  toAny(payload: EventPayload): { type_url: string; value: Uint8Array } {
+    return { type_url: payload.typeUrl, value: this.encode(payload) };
   }
 
   private type(typeUrl: string): protobuf.Type {
@@ -75,7 +85,7 @@ export function eventsHandlers(exchange: EventExchange, codec: EventCodec) {
           timestamp: toTimestamp(env.timestamp),
           namespace: env.namespace,
           topic: env.topic,
-          event: { typeUrl: env.event.typeUrl, value: codec.encode(env.event) },
+          event: codec.toAny(env.event),
         };
       }
     },

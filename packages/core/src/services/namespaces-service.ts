@@ -68,11 +68,14 @@ export class NamespacesServiceImpl implements NamespacesService {
     });
   }
 
+  /** As containerd, an update of a namespace that does not exist creates it. */
   async update(ctx: RequestContext, ns: Namespace, paths: readonly string[]): Promise<Namespace> {
     validateIdentifier('namespace.name', ns.name);
     return this.store.update(async (tx) => {
-      const record = await tx.getJSON<NamespaceRecord>(namespaceKey(ns.name));
-      if (!record) throw new NotFoundError(`namespace "${ns.name}": not found`);
+      const record = (await tx.getJSON<NamespaceRecord>(namespaceKey(ns.name))) ?? {
+        labels: {},
+        createdAt: new Date().toISOString(),
+      };
       const labels = applyLabelPaths(record.labels, ns.labels ?? {}, paths);
       validateLabels('namespace.labels', labels);
       tx.putJSON(namespaceKey(ns.name), { ...record, labels });
