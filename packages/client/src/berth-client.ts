@@ -1,0 +1,86 @@
+import { GrpcConnection } from '@berth/api';
+import type { PluginInfo, ServerInfo } from '@berth/plugin-api';
+import { ClientContext, type RequestOptions } from './client-context.js';
+import { EventsClient } from './events-client.js';
+import { type HealthStatus, HealthClient } from './health-client.js';
+import { IntrospectionClient } from './introspection-client.js';
+import { NamespacesClient } from './namespaces-client.js';
+import { type VersionInfo, VersionClient } from './version-client.js';
+
+export const DEFAULT_ADDRESS = '/run/berth/berthd.sock';
+export const DEFAULT_NAMESPACE = 'default';
+
+export interface BerthClientOptions {
+  /** Socket path or gRPC target; default `$BERTH_ADDRESS`, else /run/berth/berthd.sock. */
+  readonly address?: string;
+  /** Namespace sent with every call; default `$BERTH_NAMESPACE`, else `default`. */
+  readonly namespace?: string;
+  /** Deadline for each unary call in milliseconds; none by default. */
+  readonly timeout?: number;
+}
+
+/**
+ * A client for berthd (or containerd), shaped like containerd's Go client:
+ * one connection, one small client per service. Every error is a berth error
+ * (NotFoundError, UnavailableError when the daemon cannot be reached, …).
+ */
+export class BerthClient {
+  /** The connection, namespace and deadline that every service client here shares. */
+  readonly context: ClientContext;
+  readonly namespaces: NamespacesClient;
+  readonly events: EventsClient;
+  private readonly introspection: IntrospectionClient;
+  private readonly versionService: VersionClient;
+  private readonly healthService: HealthClient;
+
+  /** From options, or from an existing context to share its connection. */
+  constructor(options: BerthClientOptions | ClientContext = {}) {
+    this.context =
+      options instanceof ClientContext
+        ? options
+        : new ClientContext(
+            new GrpcConnection(options.address ?? process.env.BERTH_ADDRESS ?? DEFAULT_ADDRESS),
+            options.namespace ?? process.env.BERTH_NAMESPACE ?? DEFAULT_NAMESPACE,
+            options.timeout,
+          );
+    this.namespaces = new NamespacesClient(this.context);
+    this.events = new EventsClient(this.context);
+    this.introspection = new IntrospectionClient(this.context);
+    this.versionService = new VersionClient(this.context);
+    this.healthService = new HealthClient(this.context);
+  }
+
+  get address(): string {
+    return this.context.connection.address;
+  }
+
+  get namespace(): string {
+    return this.context.namespace;
+  }
+
+  /** A client for another namespace on the same connection (closing either closes both). */
+  withNamespace(namespace: string): BerthClient {
+    return new BerthClient(this.context.withNamespace(namespace));
+  }
+
+  version(opts?: RequestOptions): Promise<VersionInfo> {
+    return this.versionService.version(opts);
+  }
+
+  server(opts?: RequestOptions): Promise<ServerInfo> {
+    return this.introspection.server(opts);
+  }
+
+  health(opts?: RequestOptions): Promise<HealthStatus> {
+    return this.healthService.check('', opts);
+  }
+
+  plugins(filters: readonly string[] = [], opts?: RequestOptions): Promise<PluginInfo[]> {
+    return this.introspection.plugins(filters, opts);
+  }
+
+  /** Close the connection shared by this client and those made with `withNamespace`. */
+  close(): void {
+    this.context.connection.close();
+  }
+}
