@@ -1,17 +1,23 @@
 import {
+  ContentService,
   DaemonInfo,
   definePlugin,
   EventExchange,
   GrpcService,
   type GrpcServiceContribution,
+  ImagesService,
   Introspection,
+  LeasesService,
   NamespacesService,
   PluginType,
 } from '@berth/plugin-api';
 import { protoRoot } from './proto-root.js';
+import { contentHandlers } from './services/content.js';
 import { EventCodec, eventsHandlers } from './services/events.js';
 import { healthHandlers } from './services/health.js';
+import { imagesHandlers } from './services/images.js';
 import { introspectionHandlers } from './services/introspection.js';
+import { leasesHandlers } from './services/leases.js';
 import { namespacesHandlers } from './services/namespaces.js';
 import { versionHandlers } from './services/version.js';
 
@@ -60,4 +66,28 @@ export const healthGrpc = definePlugin({
   init: () => service('grpc.health.v1.Health', healthHandlers()),
 });
 
-export default [versionGrpc, namespacesGrpc, introspectionGrpc, eventsGrpc, healthGrpc];
+export const contentGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'content',
+  requires: [ContentService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.content.v1.Content', contentHandlers(ctx.get(ContentService))),
+});
+
+export const imagesGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'images',
+  requires: [ImagesService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.images.v1.Images', imagesHandlers(ctx.get(ImagesService))),
+});
+
+export const leasesGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'leases',
+  requires: [LeasesService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.leases.v1.Leases', leasesHandlers(ctx.get(LeasesService))),
+});
+
+export default [versionGrpc, namespacesGrpc, introspectionGrpc, eventsGrpc, healthGrpc, contentGrpc, imagesGrpc, leasesGrpc];

@@ -37,13 +37,17 @@ export class EventExchangeImpl implements EventExchange {
 
   subscribe(filters: readonly string[], signal?: AbortSignal): AsyncIterable<Envelope> {
     const filter = parseFilters(filters);
-    const queue: Envelope[] = [];
+    // Read by index from one array while pushing to the other: Array#shift
+    // is O(n) on a large array, which made draining a backlog quadratic.
+    let queue: Envelope[] = [];
+    let reading: Envelope[] = [];
+    let head = 0;
     let wake: (() => void) | undefined;
     let failure: Error | undefined;
     const subscriber: Subscriber = {
       filter,
       push: (env) => {
-        if (queue.length >= MAX_BACKLOG) {
+        if (queue.length + reading.length - head >= MAX_BACKLOG) {
           failure = new UnavailableError(`event subscriber fell more than ${MAX_BACKLOG} events behind`);
           this.subscribers.delete(subscriber);
         } else {
@@ -54,17 +58,26 @@ export class EventExchangeImpl implements EventExchange {
     };
     // Subscribe now, not on first iteration, so no event published after
     // subscribe() returns is missed.
-    this.subscribers.add(subscriber);
-    const onAbort = () => wake?.();
-    signal?.addEventListener('abort', onAbort);
+    if (!signal?.aborted) this.subscribers.add(subscriber);
     const subscribers = this.subscribers;
+    // Unsubscribe on abort itself: a consumer that never iterates would
+    // otherwise stay subscribed, holding up to MAX_BACKLOG events.
+    const onAbort = () => {
+      subscribers.delete(subscriber);
+      wake?.();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
     return {
       async *[Symbol.asyncIterator]() {
         try {
           while (!signal?.aborted) {
-            const next = queue.shift();
-            if (next) {
-              yield next;
+            if (head === reading.length) {
+              reading = queue;
+              queue = [];
+              head = 0;
+            }
+            if (head < reading.length) {
+              yield reading[head++] as Envelope;
               continue;
             }
             if (failure) throw failure;

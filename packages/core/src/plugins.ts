@@ -1,17 +1,27 @@
 import 'reflect-metadata';
 import {
+  ContentService,
+  ContentStore,
   definePlugin,
   EventExchange,
+  GarbageCollector,
+  ImagesService,
   Introspection,
+  LeasesService,
   MetadataStore,
   NamespacesService,
   PluginRegistryView,
   PluginType,
 } from '@berth/plugin-api';
+import type { Container } from 'inversify';
 import { join } from 'node:path';
 import { EventExchangeImpl } from './event-exchange.js';
+import { MetadataGarbageCollector } from './gc/garbage-collector.js';
 import { LevelMetadataStore } from './metadata/level-metadata-store.js';
+import { ContentServiceImpl } from './services/content-service.js';
+import { ImagesServiceImpl } from './services/images-service.js';
 import { IntrospectionService } from './services/introspection-service.js';
+import { LeasesServiceImpl } from './services/leases-service.js';
 import { NamespacesServiceImpl } from './services/namespaces-service.js';
 
 /** Built-in plugins of the core, loaded as any plugin package is (package.json `berth.plugin`). */
@@ -41,10 +51,7 @@ export const namespacesServicePlugin = definePlugin({
   id: 'namespaces-service',
   requires: [MetadataStore, EventExchange],
   provides: NamespacesService,
-  init(ctx) {
-    ctx.container.bind(NamespacesServiceImpl).toSelf();
-    return ctx.container.get(NamespacesServiceImpl);
-  },
+  init: (ctx) => injected(ctx, NamespacesServiceImpl),
 });
 
 export const introspectionServicePlugin = definePlugin({
@@ -55,4 +62,69 @@ export const introspectionServicePlugin = definePlugin({
   init: (ctx) => new IntrospectionService(ctx.get(PluginRegistryView), ctx.root),
 });
 
-export default [exchangePlugin, metadataPlugin, namespacesServicePlugin, introspectionServicePlugin];
+export const gcPlugin = definePlugin({
+  type: PluginType.GC,
+  id: 'scheduler',
+  requires: [MetadataStore],
+  optional: [ContentStore],
+  provides: GarbageCollector,
+  config: { defaults: { schedule_delay_ms: 100, startup_delay_ms: 100 } },
+  init(ctx) {
+    const gc = new MetadataGarbageCollector(ctx.get(MetadataStore), ctx.tryGet(ContentStore), ctx.log, {
+      scheduleDelayMs: ctx.config.schedule_delay_ms,
+    });
+    // As containerd: one collection shortly after start, for what a crash left behind.
+    const startup = setTimeout(() => gc.schedule(), ctx.config.startup_delay_ms);
+    startup.unref();
+    ctx.onClose(() => {
+      clearTimeout(startup);
+      gc.stop();
+    });
+    return gc;
+  },
+});
+
+/** A service plugin whose value is an @injectable class resolved in the plugin's child container. */
+// biome-ignore lint/suspicious/noExplicitAny: constructor parameters are resolved by inversify
+function injected<T>(ctx: { container: Container }, cls: new (...args: any[]) => T): T {
+  ctx.container.bind(cls).toSelf();
+  return ctx.container.get<T>(cls);
+}
+
+export const contentServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'content-service',
+  requires: [ContentStore, MetadataStore, EventExchange],
+  optional: [GarbageCollector],
+  provides: ContentService,
+  init: (ctx) => injected(ctx, ContentServiceImpl),
+});
+
+export const imagesServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'images-service',
+  requires: [MetadataStore, EventExchange],
+  optional: [GarbageCollector],
+  provides: ImagesService,
+  init: (ctx) => injected(ctx, ImagesServiceImpl),
+});
+
+export const leasesServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'leases-service',
+  requires: [MetadataStore],
+  optional: [GarbageCollector],
+  provides: LeasesService,
+  init: (ctx) => injected(ctx, LeasesServiceImpl),
+});
+
+export default [
+  exchangePlugin,
+  metadataPlugin,
+  gcPlugin,
+  namespacesServicePlugin,
+  introspectionServicePlugin,
+  contentServicePlugin,
+  imagesServicePlugin,
+  leasesServicePlugin,
+];

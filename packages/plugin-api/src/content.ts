@@ -1,3 +1,4 @@
+import type { RequestContext } from './context.js';
 import type { Labels } from './namespaces.js';
 import { token } from './token.js';
 
@@ -12,34 +13,61 @@ export interface ContentInfo {
   readonly size: number;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  /** Labels are per namespace and kept by the metadata layer; stores return {}. */
   readonly labels: Labels;
 }
 
 export interface IngestStatus {
   readonly ref: string;
   readonly offset: number;
+  /** Expected total size, 0 when unknown. */
   readonly total: number;
+  /** Expected digest, '' when unknown. */
   readonly expected: string;
   readonly startedAt: Date;
   readonly updatedAt: Date;
 }
 
+export interface WriterOptions {
+  readonly ref: string;
+  readonly total?: number;
+  readonly expected?: string;
+}
+
+/**
+ * An open ingest. Only one writer may hold a ref at a time (a second one gets
+ * UnavailableError, as containerd answers "ref locked"); `close` releases it
+ * and keeps the data so a later writer resumes at `offset`.
+ */
 export interface ContentWriter {
   readonly ref: string;
+  /** Bytes written so far (including those from before a resume). */
+  readonly offset: number;
+  /** Digest of the bytes written so far (`sha256:…`). */
+  digest(): string;
   status(): Promise<IngestStatus>;
-  write(data: Uint8Array): Promise<number>;
-  /** Verifies size and digest (FailedPrecondition on mismatch) and publishes the blob atomically. */
-  commit(size: number, expected: string, labels?: Labels): Promise<ContentInfo>;
+  /** Append at the current offset. */
+  write(data: Uint8Array): Promise<void>;
+  /** Discard everything written (containerd allows truncating to 0 only). */
+  truncate(size: 0): Promise<void>;
+  /**
+   * Verify `size` (when > 0) and `expected` (when set; sha256 or sha512),
+   * fsync, and publish the blob atomically. FailedPrecondition on mismatch
+   * (the ingest stays, to be resumed or aborted); AlreadyExists when the blob
+   * is already there (the ingest is removed). Returns the blob's digest.
+   */
+  commit(size: number, expected?: string): Promise<string>;
   close(): Promise<void>;
 }
 
-/** A blob store by digest (io.containerd.content.v1); namespacing is the metadata layer's job. */
+/** A blob store by digest (io.containerd.content.v1). Namespaces and labels are the metadata layer's job. */
 export interface ContentStore {
   info(digest: string): Promise<ContentInfo>;
+  /** Bytes of a blob from `offset`, at most `size` of them (0 or absent: to the end). */
   read(digest: string, offset?: number, size?: number): AsyncIterable<Uint8Array>;
   walk(fn: (info: ContentInfo) => Promise<void> | void): Promise<void>;
   delete(digest: string): Promise<void>;
-  writer(ref: string, total?: number, expected?: string): Promise<ContentWriter>;
+  writer(opts: WriterOptions): Promise<ContentWriter>;
   status(ref: string): Promise<IngestStatus>;
   listStatuses(): Promise<IngestStatus[]>;
   abort(ref: string): Promise<void>;
@@ -53,3 +81,35 @@ export interface ContentSource {
   fetch(ref: string, digest: string, size: number, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array> | undefined>;
 }
 export const ContentSource = token<ContentSource>('ContentSource', { multi: true });
+
+/** A namespaced ingest in progress, as the Content service's Write stream drives it. */
+export interface ContentIngest {
+  readonly ref: string;
+  status(): Promise<IngestStatus>;
+  /** Current digest of the bytes written. */
+  digest(): string;
+  readonly offset: number;
+  write(data: Uint8Array): Promise<void>;
+  truncate(size: 0): Promise<void>;
+  commit(size: number, expected: string, labels?: Labels): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Content as containerd's clients see it: one blob store shared by every
+ * namespace, each blob visible in the namespaces that committed it, labels
+ * per namespace, ingests named per namespace, joined to the caller's lease.
+ */
+export interface ContentService {
+  info(ctx: RequestContext, digest: string): Promise<ContentInfo>;
+  update(ctx: RequestContext, info: { digest: string; labels: Labels }, paths: readonly string[]): Promise<ContentInfo>;
+  list(ctx: RequestContext, filters: readonly string[]): Promise<ContentInfo[]>;
+  delete(ctx: RequestContext, digest: string): Promise<void>;
+  read(ctx: RequestContext, digest: string, offset?: number, size?: number): Promise<AsyncIterable<Uint8Array>>;
+  status(ctx: RequestContext, ref: string): Promise<IngestStatus>;
+  listStatuses(ctx: RequestContext, filters: readonly string[]): Promise<IngestStatus[]>;
+  abort(ctx: RequestContext, ref: string): Promise<void>;
+  /** AlreadyExists when `expected` is already in this namespace (or was just shared into it from another). */
+  writer(ctx: RequestContext, opts: WriterOptions): Promise<ContentIngest>;
+}
+export const ContentService = token<ContentService>('ContentService');

@@ -39,4 +39,8 @@ export const Topic = {
   NamespaceCreate: '/namespaces/create',
   NamespaceUpdate: '/namespaces/update',
   NamespaceDelete: '/namespaces/delete',
+  ImageCreate: '/images/create',
+  ImageUpdate: '/images/update',
+  ImageDelete: '/images/delete',
+  ContentDelete: '/content/delete',
 } as const;

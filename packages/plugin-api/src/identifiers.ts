@@ -49,9 +49,11 @@ export function applyLabelPaths(
       next = { ...update };
     } else if (path.startsWith('labels.')) {
       const key = path.slice('labels.'.length);
-      const value = update[key];
+      // Own keys only: `labels.__proto__` must not read Object.prototype.
+      const value = Object.hasOwn(update, key) ? update[key] : undefined;
       if (value === undefined || value === '') delete next[key];
-      else next[key] = value;
+      // defineProperty, not assignment: `next.__proto__ = v` would hit the prototype setter.
+      else Object.defineProperty(next, key, { value, enumerable: true, writable: true, configurable: true });
     } else {
       throw new InvalidArgumentError(`cannot update ${JSON.stringify(path)} field`);
     }
@@ -61,4 +63,17 @@ export function applyLabelPaths(
 
 function dropEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
+}
+
+const DIGEST = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
+
+/** An OCI digest berth can verify: sha256 or sha512, lowercase hex of the right length. */
+export function validateDigest(field: string, digest: string): void {
+  if (!DIGEST.test(digest)) {
+    throw new InvalidArgumentError(`${field}: invalid digest ${JSON.stringify(digest.slice(0, 140))}`);
+  }
+}
+
+export function isDigest(value: string): boolean {
+  return DIGEST.test(value);
 }

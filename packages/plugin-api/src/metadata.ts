@@ -34,8 +34,12 @@ export interface WriteTx extends ReadTx {
 export interface MetadataStore {
   view<R>(fn: (tx: ReadTx) => Promise<R>): Promise<R>;
   update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R>;
-  /** Run `fn` with no writer active and none starting until it ends. */
-  exclusive<R>(fn: () => Promise<R>): Promise<R>;
+  /**
+   * Run `fn` with no other writer active and none starting until it ends;
+   * `locked` reads and writes without waiting for the lock `fn` holds.
+   * Garbage collection sweeps metadata and then blobs inside one of these.
+   */
+  exclusive<R>(fn: (locked: Pick<MetadataStore, 'view' | 'update'>) => Promise<R>): Promise<R>;
   /** Bumped on every committed update; lets GC know whether anything changed. */
   readonly generation: number;
 }

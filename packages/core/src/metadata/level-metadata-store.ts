@@ -102,24 +102,35 @@ export class LevelMetadataStore implements MetadataStore {
   }
 
   update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R> {
-    return this.serialise(async () => {
-      const tx = new LevelWriteTx(this.db);
-      const result = await fn(tx);
-      const ops = tx.operations();
-      if (ops.length > 0) {
-        await this.db.batch(ops, { sync: true });
-        this.gen++;
-      }
-      tx.committed = true;
-      return { result, hooks: tx.hooks };
-    }).then(async ({ result, hooks }) => {
+    return this.serialise(() => this.commit(fn)).then(async ({ result, hooks }) => {
       for (const hook of hooks) await hook();
       return result;
     });
   }
 
-  exclusive<R>(fn: () => Promise<R>): Promise<R> {
-    return this.serialise(fn);
+  exclusive<R>(fn: (locked: Pick<MetadataStore, 'view' | 'update'>) => Promise<R>): Promise<R> {
+    const locked: Pick<MetadataStore, 'view' | 'update'> = {
+      view: (f) => this.view(f),
+      update: async (f) => {
+        const { result, hooks } = await this.commit(f);
+        for (const hook of hooks) await hook();
+        return result;
+      },
+    };
+    return this.serialise(() => fn(locked));
+  }
+
+  /** One transaction: run `fn`, then write its operations as one synced batch. Caller holds the lock. */
+  private async commit<R>(fn: (tx: WriteTx) => Promise<R>) {
+    const tx = new LevelWriteTx(this.db);
+    const result = await fn(tx);
+    const ops = tx.operations();
+    if (ops.length > 0) {
+      await this.db.batch(ops, { sync: true });
+      this.gen++;
+    }
+    tx.committed = true;
+    return { result, hooks: tx.hooks };
   }
 
   private serialise<R>(fn: () => Promise<R>): Promise<R> {

@@ -13,7 +13,13 @@ import {
   validateLabels,
 } from '@berth/plugin-api';
 import { inject, injectable } from 'inversify';
-import { NAMESPACES_PREFIX, namespaceKey, type NamespaceRecord, namespaceResourcesPrefix } from '../metadata/keys.js';
+import {
+  KIND_NAMES,
+  NAMESPACES_PREFIX,
+  namespaceKey,
+  type NamespaceRecord,
+  namespaceResourcesPrefix,
+} from '../metadata/keys.js';
 
 /** Event type names as containerd's protobuf packages declare them. */
 const EventType = {
@@ -90,7 +96,9 @@ export class NamespacesServiceImpl implements NamespacesService {
     await this.store.update(async (tx) => {
       if ((await tx.get(namespaceKey(name))) === undefined) throw new NotFoundError(`namespace "${name}": not found`);
       const kinds = new Set<string>();
-      for await (const [key] of tx.range(namespaceResourcesPrefix(name))) if (key[2]) kinds.add(key[2]);
+      for await (const [key] of tx.range(namespaceResourcesPrefix(name))) {
+        if (key[2]) kinds.add(KIND_NAMES[key[2]] ?? key[2]);
+      }
       if (kinds.size > 0) {
         throw new FailedPreconditionError(`namespace "${name}" must be empty, but it still has ${[...kinds].join(', ')}`);
       }

@@ -1,0 +1,298 @@
+import {
+  AlreadyExistsError,
+  applyLabelPaths,
+  type ContentIngest,
+  type ContentInfo,
+  type ContentService,
+  ContentStore,
+  EventExchange,
+  type FieldAdaptor,
+  GarbageCollector,
+  type IngestStatus,
+  InvalidArgumentError,
+  isAlreadyExists,
+  isNotFound,
+  labelAdaptor,
+  type Labels,
+  MetadataStore,
+  NotFoundError,
+  parseFilters,
+  type RequestContext,
+  Topic,
+  validateDigest,
+  validateLabels,
+  type WriterOptions,
+  type ContentWriter,
+} from '@berth/plugin-api';
+import { inject, injectable, optional } from 'inversify';
+import {
+  backendRef,
+  type BlobRecord,
+  blobKey,
+  blobsPrefix,
+  type IngestRecord,
+  ingestKey,
+  ingestsPrefix,
+  leaseResourceKey,
+  parseJSON,
+} from '../metadata/keys.js';
+import { joinLease, nowISO, requireNamespace } from './request.js';
+
+/**
+ * containerd's namespaced content: one blob store underneath, a record per
+ * namespace that committed (or shared) a blob, labels per namespace, ingest
+ * refs per namespace, and the caller's lease joined on every write.
+ */
+@injectable()
+export class ContentServiceImpl implements ContentService {
+  constructor(
+    @inject(ContentStore.key) private readonly store: ContentStore,
+    @inject(MetadataStore.key) private readonly meta: MetadataStore,
+    @inject(EventExchange.key) private readonly events: EventExchange,
+    @inject(GarbageCollector.key) @optional() private readonly gc?: GarbageCollector,
+  ) {}
+
+  async info(ctx: RequestContext, digest: string): Promise<ContentInfo> {
+    const ns = requireNamespace(ctx);
+    validateDigest('digest', digest);
+    const record = await this.meta.view((tx) => tx.getJSON<BlobRecord>(blobKey(ns, digest)));
+    if (!record) throw notFound(digest);
+    return toInfo(digest, record);
+  }
+
+  async update(ctx: RequestContext, info: { digest: string; labels: Labels }, paths: readonly string[]): Promise<ContentInfo> {
+    const ns = requireNamespace(ctx);
+    validateDigest('info.digest', info.digest);
+    return this.meta.update(async (tx) => {
+      const record = await tx.getJSON<BlobRecord>(blobKey(ns, info.digest));
+      if (!record) throw notFound(info.digest);
+      const labels = applyLabelPaths(record.labels, info.labels ?? {}, paths);
+      validateLabels('info.labels', labels);
+      const next = { ...record, labels, updatedAt: nowISO() };
+      tx.putJSON(blobKey(ns, info.digest), next);
+      return toInfo(info.digest, next);
+    });
+  }
+
+  async list(ctx: RequestContext, filters: readonly string[]): Promise<ContentInfo[]> {
+    const ns = requireNamespace(ctx);
+    const filter = parseFilters(filters);
+    return this.meta.view(async (tx) => {
+      const out: ContentInfo[] = [];
+      for await (const [key, value] of tx.range(blobsPrefix(ns))) {
+        const info = toInfo(key[4] ?? '', parseJSON<BlobRecord>(value));
+        if (filter.match(infoAdaptor(info))) out.push(info);
+      }
+      return out;
+    });
+  }
+
+  async delete(ctx: RequestContext, digest: string): Promise<void> {
+    const ns = requireNamespace(ctx);
+    validateDigest('digest', digest);
+    await this.meta.update(async (tx) => {
+      if ((await tx.get(blobKey(ns, digest))) === undefined) throw notFound(digest);
+      tx.del(blobKey(ns, digest));
+      tx.onCommit(async () => {
+        await this.events.publish(ns, Topic.ContentDelete, { typeUrl: 'containerd.events.ContentDelete', data: { digest } });
+        this.gc?.schedule();
+      });
+    });
+  }
+
+  async read(ctx: RequestContext, digest: string, offset = 0, size = 0): Promise<AsyncIterable<Uint8Array>> {
+    await this.info(ctx, digest);
+    if (offset < 0 || size < 0) throw new InvalidArgumentError('offset and size must not be negative');
+    return this.store.read(digest, offset, size);
+  }
+
+  async status(ctx: RequestContext, ref: string): Promise<IngestStatus> {
+    const ns = requireNamespace(ctx);
+    const record = await this.meta.view((tx) => tx.getJSON<IngestRecord>(ingestKey(ns, ref)));
+    if (!record) throw new NotFoundError(`ref ${ref}: not found`);
+    return { ...(await this.store.status(record.backendRef)), ref };
+  }
+
+  async listStatuses(ctx: RequestContext, filters: readonly string[]): Promise<IngestStatus[]> {
+    const ns = requireNamespace(ctx);
+    const filter = parseFilters(filters);
+    const records = await this.meta.view(async (tx) => {
+      const out: Array<[string, IngestRecord]> = [];
+      for await (const [key, value] of tx.range(ingestsPrefix(ns))) out.push([key[4] ?? '', parseJSON<IngestRecord>(value)]);
+      return out;
+    });
+    const out: IngestStatus[] = [];
+    for (const [ref, record] of records) {
+      try {
+        const status = { ...(await this.store.status(record.backendRef)), ref };
+        if (filter.match(statusAdaptor(status))) out.push(status);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return out;
+  }
+
+  async abort(ctx: RequestContext, ref: string): Promise<void> {
+    const ns = requireNamespace(ctx);
+    await this.meta.update(async (tx) => {
+      const record = await tx.getJSON<IngestRecord>(ingestKey(ns, ref));
+      if (!record) throw new NotFoundError(`ref ${ref}: not found`);
+      try {
+        await this.store.abort(record.backendRef);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      tx.del(ingestKey(ns, ref));
+    });
+  }
+
+  async writer(ctx: RequestContext, opts: WriterOptions): Promise<ContentIngest> {
+    const ns = requireNamespace(ctx);
+    if (!opts.ref) throw new InvalidArgumentError('ref must not be empty');
+    if (opts.expected) {
+      validateDigest('expected', opts.expected);
+      await this.shareExisting(ctx, ns, opts.expected);
+    }
+    const backend = await this.store.writer({ ...opts, ref: backendRef(ns, opts.ref) });
+    try {
+      await this.meta.update(async (tx) => {
+        await tx.ensureNamespace(ns);
+        await joinLease(tx, ctx, ns, 'ingests', opts.ref);
+        const existing = await tx.getJSON<IngestRecord>(ingestKey(ns, opts.ref));
+        const record: IngestRecord = existing ?? {
+          backendRef: backendRef(ns, opts.ref),
+          expected: opts.expected ?? '',
+          createdAt: nowISO(),
+        };
+        if (!existing) tx.putJSON(ingestKey(ns, opts.ref), record);
+      });
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+    return new NamespacedIngest(opts.ref, ns, ctx, backend, this.meta);
+  }
+
+  /**
+   * A blob this namespace already has is AlreadyExists; one that another
+   * namespace committed is registered here first (no bytes move), then
+   * AlreadyExists — what containerd's clients expect.
+   */
+  private async shareExisting(ctx: RequestContext, ns: string, digest: string): Promise<void> {
+    // Under the metadata lock, so garbage collection cannot remove the blob between the check and the record.
+    const shared = await this.meta.update(async (tx) => {
+      let size: number;
+      try {
+        size = (await this.store.info(digest)).size;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        throw err;
+      }
+      if ((await tx.get(blobKey(ns, digest))) === undefined) {
+        await tx.ensureNamespace(ns);
+        const now = nowISO();
+        tx.putJSON(blobKey(ns, digest), { size, createdAt: now, updatedAt: now, labels: {} } satisfies BlobRecord);
+      }
+      await joinLease(tx, ctx, ns, 'content', digest);
+      return true;
+    });
+    if (shared) throw new AlreadyExistsError(`content ${digest}: already exists`);
+  }
+}
+
+/** One namespaced ingest over a backend writer. */
+class NamespacedIngest implements ContentIngest {
+  private updatedAt = new Date();
+
+  constructor(
+    readonly ref: string,
+    private readonly ns: string,
+    private readonly ctx: RequestContext,
+    private readonly backend: ContentWriter,
+    private readonly meta: MetadataStore,
+  ) {}
+
+  get offset(): number {
+    return this.backend.offset;
+  }
+
+  digest(): string {
+    return this.backend.digest();
+  }
+
+  async status(): Promise<IngestStatus> {
+    const status = await this.backend.status();
+    return { ...status, ref: this.ref, updatedAt: this.updatedAt > status.updatedAt ? this.updatedAt : status.updatedAt };
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    await this.backend.write(data);
+    this.updatedAt = new Date();
+  }
+
+  truncate(size: 0): Promise<void> {
+    return this.backend.truncate(size);
+  }
+
+  /**
+   * The blob is committed and recorded in one metadata transaction, so
+   * garbage collection (which holds the metadata lock) never sees the blob
+   * without its record.
+   */
+  async commit(size: number, expected: string, labels: Labels = {}): Promise<string> {
+    validateLabels('labels', labels);
+    if (expected) validateDigest('expected', expected);
+    const written = this.backend.offset;
+    const { digest, existed } = await this.meta.update(async (tx) => {
+      let digest: string;
+      try {
+        digest = await this.backend.commit(size, expected || undefined);
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        digest = expected || this.backend.digest();
+      }
+      tx.del(ingestKey(this.ns, this.ref));
+      if (this.ctx.lease) tx.del(leaseResourceKey(this.ns, this.ctx.lease, 'ingests', this.ref));
+      await joinLease(tx, this.ctx, this.ns, 'content', digest);
+      const key = blobKey(this.ns, digest);
+      if ((await tx.get(key)) !== undefined) return { digest, existed: true };
+      const now = nowISO();
+      tx.putJSON(key, { size: written, createdAt: now, updatedAt: now, labels: { ...labels } } satisfies BlobRecord);
+      return { digest, existed: false };
+    });
+    if (existed) throw new AlreadyExistsError(`content ${digest}: already exists`);
+    return digest;
+  }
+
+  close(): Promise<void> {
+    return this.backend.close();
+  }
+}
+
+function notFound(digest: string): NotFoundError {
+  return new NotFoundError(`content digest ${digest}: not found`);
+}
+
+function toInfo(digest: string, r: BlobRecord): ContentInfo {
+  return { digest, size: r.size, createdAt: new Date(r.createdAt), updatedAt: new Date(r.updatedAt), labels: r.labels };
+}
+
+function infoAdaptor(info: ContentInfo): FieldAdaptor {
+  return (path) => {
+    switch (path[0]) {
+      case 'digest':
+        return info.digest;
+      case 'size':
+        return String(info.size);
+      case 'labels':
+        return labelAdaptor(info.labels, path);
+      default:
+        return undefined;
+    }
+  };
+}
+
+function statusAdaptor(status: IngestStatus): FieldAdaptor {
+  return (path) => (path[0] === 'ref' ? status.ref : path[0] === 'expected' ? status.expected || undefined : undefined);
+}
