@@ -1,16 +1,6 @@
-import koffi from 'koffi';
-import { closeSync, openSync, readFileSync, writeFileSync, ftruncateSync } from 'node:fs';
+import { flock, LOCK_EX, LOCK_NB } from '@berth/sys';
+import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
-const EWOULDBLOCK = 11;
-
-let flock: ((fd: number, op: number) => number) | undefined;
-function flockFn() {
-  flock ??= koffi.load('libc.so.6').func('int flock(int fd, int op)') as (fd: number, op: number) => number;
-  return flock;
-}
 
 export class RootLockedError extends Error {}
 
@@ -25,8 +15,9 @@ export class RootLock {
   static acquire(root: string): RootLock {
     const path = join(root, 'berthd.lock');
     const fd = openSync(path, 'a+', 0o600);
-    if (flockFn()(fd, LOCK_EX | LOCK_NB) !== 0) {
-      const errno = koffi.errno();
+    try {
+      flock(fd, LOCK_EX | LOCK_NB);
+    } catch (err) {
       closeSync(fd);
       let holder = '';
       try {
@@ -34,12 +25,12 @@ export class RootLock {
       } catch {
         // the message below is clear enough without the PID
       }
-      if (errno === EWOULDBLOCK) {
+      if ((err as { code?: string }).code === 'EAGAIN') {
         throw new RootLockedError(
           `another berthd${holder ? ` (pid ${holder})` : ''} is already running with root ${root} (lock ${path} is held)`,
         );
       }
-      throw new RootLockedError(`cannot lock ${path}: errno ${errno}`);
+      throw new RootLockedError(`cannot lock ${path}: ${(err as Error).message}`);
     }
     ftruncateSync(fd, 0);
     writeFileSync(fd, `${process.pid}\n`);

@@ -1,0 +1,14 @@
+import { check, libc } from './libc.js';
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+
+let flockFn: ((fd: number, op: number) => number) | undefined;
+
+/** flock(2); EWOULDBLOCK surfaces as SyscallError code EAGAIN (same number). */
+export function flock(fd: number, operation: number): void {
+  flockFn ??= libc().func('int flock(int fd, int op)') as NonNullable<typeof flockFn>;
+  check('flock', flockFn(fd, operation));
+}
