@@ -1,6 +1,7 @@
 export { LEASE_HEADER, NAMESPACE_HEADER, requestContext } from './call-context.js';
 export { decodeMessage, encodeMessage, fromTimestamp, type Timestamp, toTimestamp } from './codec.js';
 export { type CallOptions, GrpcConnection, grpcTarget, ServiceClient } from './grpc-client.js';
+export { type BidiStream, bidiStream } from './grpc-bidi.js';
 export {
   type BidiStreamHandler,
   bindService,

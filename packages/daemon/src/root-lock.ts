@@ -25,7 +25,7 @@ export class RootLock {
       } catch {
         // the message below is clear enough without the PID
       }
-      if ((err as { code?: string }).code === 'EAGAIN') {
+      if (['EAGAIN', 'EWOULDBLOCK'].includes((err as { code?: string }).code ?? '')) {
         throw new RootLockedError(
           `another berthd${holder ? ` (pid ${holder})` : ''} is already running with root ${root} (lock ${path} is held)`,
         );

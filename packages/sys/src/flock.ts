@@ -7,7 +7,7 @@ export const LOCK_UN = 8;
 
 let flockFn: ((fd: number, op: number) => number) | undefined;
 
-/** flock(2); EWOULDBLOCK surfaces as SyscallError code EAGAIN (same number). */
+/** flock(2); a held lock with LOCK_NB is SyscallError code EWOULDBLOCK (the same number as EAGAIN). */
 export function flock(fd: number, operation: number): void {
   flockFn ??= libc().func('int flock(int fd, int op)') as NonNullable<typeof flockFn>;
   check('flock', flockFn(fd, operation));

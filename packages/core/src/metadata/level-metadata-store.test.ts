@@ -79,7 +79,11 @@ test('update commits its writes; an update whose fn throws writes nothing', asyn
     assert.equal(await tx.getJSON(['k', 'c']), undefined);
   });
   // The store still takes writes after a failed one.
-  assert.equal(await store.update(async (tx) => (tx.put(['k', 'c'], enc('3')), 'result')), 'result');
+  const result = await store.update(async (tx) => {
+    tx.put(['k', 'c'], enc('3'));
+    return 'result';
+  });
+  assert.equal(result, 'result');
   assert.equal(await store.view(async (tx) => dec(await tx.get(['k', 'c']))), '3');
   await closeStore(store);
 });
