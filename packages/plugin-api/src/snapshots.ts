@@ -12,6 +12,7 @@ export type SnapshotKind = 'view' | 'active' | 'committed';
 
 export interface SnapshotInfo {
   readonly name: string;
+  /** The committed snapshot this one is based on; absent for a base layer. */
   readonly parent?: string;
   readonly kind: SnapshotKind;
   readonly labels: Labels;
@@ -20,22 +21,39 @@ export interface SnapshotInfo {
 }
 
 export interface SnapshotUsage {
+  /** Bytes used by this snapshot alone (not its parents). */
   readonly size: number;
   readonly inodes: number;
 }
 
-/** io.containerd.snapshotter.v1; provided once per snapshotter id (`overlayfs`, `native`). */
+/**
+ * A snapshotter (io.containerd.snapshotter.v1), one per id (`overlayfs`,
+ * `native`), as containerd's snapshots.Snapshotter: keys are its own (the
+ * namespaced service above it maps namespaces onto them).
+ *
+ * Errors the unpacker relies on: a missing key or parent is NotFound; a key
+ * or commit name already used is AlreadyExists; committing or preparing on
+ * something of the wrong kind is FailedPrecondition.
+ */
 export interface Snapshotter {
   stat(key: string): Promise<SnapshotInfo>;
-  update(info: SnapshotInfo, paths: readonly string[]): Promise<SnapshotInfo>;
+  /** Paths: `labels`, `labels.<key>`; none replaces the labels. */
+  update(info: Pick<SnapshotInfo, 'name' | 'labels'>, paths: readonly string[]): Promise<SnapshotInfo>;
   usage(key: string): Promise<SnapshotUsage>;
+  /** Mounts of an active snapshot or view, ready for mount(2) (`ctr snapshots mounts` prints them). */
   mounts(key: string): Promise<Mount[]>;
+  /** A writable snapshot on `parent` (a committed snapshot) or empty. */
   prepare(key: string, parent: string | undefined, labels?: Labels): Promise<Mount[]>;
+  /** A read-only snapshot on `parent`. */
   view(key: string, parent: string | undefined, labels?: Labels): Promise<Mount[]>;
+  /** Turn active snapshot `key` into committed snapshot `name`; the key is gone afterwards. */
   commit(name: string, key: string, labels?: Labels): Promise<void>;
+  /** FailedPrecondition while it has children. */
   remove(key: string): Promise<void>;
   walk(fn: (info: SnapshotInfo) => Promise<void> | void, filters?: readonly string[]): Promise<void>;
+  /** Remove directories no snapshot owns any more (after a crash or GC). */
   cleanup?(): Promise<void>;
+  close?(): Promise<void>;
 }
 export const Snapshotter = token<Snapshotter>('Snapshotter', { multi: true });
 
@@ -46,10 +64,32 @@ export interface Descriptor {
   readonly annotations?: Labels;
 }
 
-/** io.containerd.differ.v1 */
+/** A layer blob to apply: its descriptor and a way to read its (possibly compressed) bytes. */
+export interface LayerSource extends Descriptor {
+  open(): AsyncIterable<Uint8Array>;
+}
+
+/** Where `compare` writes the layer it produces. */
+export interface LayerSink {
+  /** `application/vnd.oci.image.layer.v1.tar` or `…tar+gzip`. */
+  readonly mediaType: string;
+  write(chunk: Uint8Array): Promise<void>;
+}
+
+export interface AppliedLayer {
+  /** sha256 of the uncompressed tar: the layer's diff ID. */
+  readonly diffId: string;
+  /** Bytes of the uncompressed tar. */
+  readonly size: number;
+}
+
+/**
+ * io.containerd.differ.v1. `apply` extracts a tar, tar+gzip or tar+zstd
+ * layer onto mounts with OCI whiteouts, never writing outside the target;
+ * `compare` writes the changes from `lower` to `upper` as a layer.
+ */
 export interface Differ {
-  /** Applies a layer onto mounts and returns its uncompressed digest (diff ID). */
-  apply(desc: Descriptor, mounts: readonly Mount[], signal?: AbortSignal): Promise<Descriptor>;
-  compare(lower: readonly Mount[], upper: readonly Mount[], mediaType?: string): Promise<Descriptor>;
+  apply(layer: LayerSource, mounts: readonly Mount[], signal?: AbortSignal): Promise<AppliedLayer>;
+  compare(lower: readonly Mount[], upper: readonly Mount[], sink: LayerSink, signal?: AbortSignal): Promise<AppliedLayer>;
 }
 export const Differ = token<Differ>('Differ');
