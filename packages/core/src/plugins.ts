@@ -3,6 +3,7 @@ import {
   ContentService,
   ContentStore,
   definePlugin,
+  errorMessage,
   EventExchange,
   GarbageCollector,
   ImagesService,
@@ -39,7 +40,9 @@ export const metadataPlugin = definePlugin({
   provides: MetadataStore,
   async init(ctx) {
     const path = join(ctx.root, 'meta.level');
-    const store = await LevelMetadataStore.open(path);
+    const store = await LevelMetadataStore.open(path, (err) =>
+      ctx.log.error('event or hook after a metadata commit failed', { error: errorMessage(err) }),
+    );
     ctx.export('path', path);
     ctx.onClose(() => store.close());
     return store;

@@ -27,7 +27,7 @@ export interface ServerInfo {
 }
 
 export interface Introspection {
-  /** Plugins matching any of the filters (fields: type, id, capabilities, requires, platforms). */
+  /** Plugins matching any of the filters; as in containerd, `type` and `id` are the filterable fields. */
   plugins(filters: readonly string[]): PluginInfo[];
   server(): Promise<ServerInfo>;
 }

@@ -22,7 +22,7 @@ export interface WriteTx extends ReadTx {
   del(key: MetaKey): void;
   /** Create the namespace if missing (no event, as containerd's implicit create). */
   ensureNamespace(namespace: string): Promise<void>;
-  /** Runs after the batch is durable; publish events here. */
+  /** Runs after the batch is durable; publish events here. A hook that throws is logged, not returned. */
   onCommit(fn: () => void | Promise<void>): void;
 }
 

@@ -17,7 +17,12 @@ const SCHEMA_KEY: MetaKey = ['berth', 'schema'];
 const SEP = '\u0000';
 const END = '\u0001';
 
-export class MetadataOpenError extends Error {}
+export class MetadataOpenError extends Error {
+  override name = 'MetadataOpenError';
+}
+
+/** Called when an onCommit hook throws: the batch is durable, so the update itself still succeeds. */
+export type HookErrorHandler = (err: unknown) => void;
 
 function encodeKey(key: MetaKey): string {
   for (const part of key) {
@@ -39,14 +44,21 @@ export class LevelMetadataStore implements MetadataStore {
   private writeLock: Promise<unknown> = Promise.resolve();
   private gen = 0;
 
-  private constructor(private readonly db: Level<string, Uint8Array>, readonly path: string) {}
+  private constructor(
+    private readonly db: Level<string, Uint8Array>,
+    readonly path: string,
+    private readonly onHookError: HookErrorHandler,
+  ) {}
 
   /**
    * Open (or create) the store. Refuses — never repairs — a database that is
    * locked, corrupt, half-missing or of an unknown schema, since repairing
    * can drop records silently.
    */
-  static async open(path: string): Promise<LevelMetadataStore> {
+  static async open(
+    path: string,
+    onHookError: HookErrorHandler = (err) => process.stderr.write(`metadata commit hook failed: ${errorMessage(err)}\n`),
+  ): Promise<LevelMetadataStore> {
     if (existsSync(path) && readdirSync(path).length > 0 && !existsSync(join(path, 'CURRENT'))) {
       throw new MetadataOpenError(
         `metadata database ${path} is damaged: its CURRENT file is missing; berthd will not recreate it over existing files (move the directory aside or restore a backup)`,
@@ -66,7 +78,7 @@ export class LevelMetadataStore implements MetadataStore {
         `metadata database ${path} cannot be opened: ${detail}; berthd will not repair it automatically (that can lose data): move it aside or restore a backup`,
       );
     }
-    const store = new LevelMetadataStore(db, path);
+    const store = new LevelMetadataStore(db, path, onHookError);
     try {
       await store.checkSchema();
     } catch (err) {
@@ -103,7 +115,7 @@ export class LevelMetadataStore implements MetadataStore {
 
   update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R> {
     return this.serialise(() => this.commit(fn)).then(async ({ result, hooks }) => {
-      for (const hook of hooks) await hook();
+      await this.runHooks(hooks);
       return result;
     });
   }
@@ -113,11 +125,22 @@ export class LevelMetadataStore implements MetadataStore {
       view: (f) => this.view(f),
       update: async (f) => {
         const { result, hooks } = await this.commit(f);
-        for (const hook of hooks) await hook();
+        await this.runHooks(hooks);
         return result;
       },
     };
     return this.serialise(() => fn(locked));
+  }
+
+  /** Every hook runs; one that throws is reported, not allowed to fail an update that is already durable. */
+  private async runHooks(hooks: ReadonlyArray<() => void | Promise<void>>): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        await hook();
+      } catch (err) {
+        this.onHookError(err);
+      }
+    }
   }
 
   /** One transaction: run `fn`, then write its operations as one synced batch. Caller holds the lock. */
