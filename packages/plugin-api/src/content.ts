@@ -43,7 +43,7 @@ export interface ContentWriter {
   readonly ref: string;
   /** Bytes written so far (including those from before a resume). */
   readonly offset: number;
-  /** Digest of the bytes written so far (`sha256:…`). */
+  /** sha256 digest of the bytes written so far, whatever algorithm `expected` uses. */
   digest(): string;
   status(): Promise<IngestStatus>;
   /** Append at the current offset. */
@@ -55,6 +55,7 @@ export interface ContentWriter {
    * fsync, and publish the blob atomically. FailedPrecondition on mismatch
    * (the ingest stays, to be resumed or aborted); AlreadyExists when the blob
    * is already there (the ingest is removed). Returns the blob's digest.
+   * Whatever the outcome, the writer is closed and the ref released.
    */
   commit(size: number, expected?: string): Promise<string>;
   close(): Promise<void>;

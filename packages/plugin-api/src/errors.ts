@@ -43,6 +43,7 @@ export type ErrorKind =
   | 'not-implemented'
   | 'canceled'
   | 'deadline-exceeded'
+  | 'out-of-range'
   | 'unknown';
 
 export class NotFoundError extends BerthError {
@@ -69,6 +70,9 @@ export class CanceledError extends BerthError {
 export class DeadlineExceededError extends BerthError {
   readonly kind = 'deadline-exceeded';
 }
+export class OutOfRangeError extends BerthError {
+  readonly kind = 'out-of-range';
+}
 export class UnknownError extends BerthError {
   readonly kind = 'unknown';
 }
@@ -94,6 +98,7 @@ const kindToCode: Record<ErrorKind, GrpcCode> = {
   'not-implemented': GrpcCode.UNIMPLEMENTED,
   canceled: GrpcCode.CANCELLED,
   'deadline-exceeded': GrpcCode.DEADLINE_EXCEEDED,
+  'out-of-range': GrpcCode.OUT_OF_RANGE,
   unknown: GrpcCode.UNKNOWN,
 };
 
@@ -106,6 +111,7 @@ const codeToError: Partial<Record<GrpcCode, new (message: string) => BerthError>
   [GrpcCode.UNIMPLEMENTED]: NotImplementedError,
   [GrpcCode.CANCELLED]: CanceledError,
   [GrpcCode.DEADLINE_EXCEEDED]: DeadlineExceededError,
+  [GrpcCode.OUT_OF_RANGE]: OutOfRangeError,
 };
 
 /** The gRPC code for any thrown value; unrecognised errors are UNKNOWN. */

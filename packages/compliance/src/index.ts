@@ -1,0 +1,1 @@
+export { type ContentStoreFactory, type ContentStoreFixture, contentStoreSuite } from './content-store-suite.js';

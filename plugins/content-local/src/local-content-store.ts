@@ -1,0 +1,533 @@
+import {
+  AlreadyExistsError,
+  type ContentInfo,
+  type ContentStore,
+  type ContentWriter,
+  FailedPreconditionError,
+  type IngestStatus,
+  InvalidArgumentError,
+  OutOfRangeError,
+  NotFoundError,
+  UnavailableError,
+  type WriterOptions,
+} from '@berth/plugin-api';
+import { createHash, type Hash } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { chmod, type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  type DigestAlgorithm,
+  digestHexLength,
+  isDigestAlgorithm,
+  isHex,
+  type ParsedDigest,
+  parseDigest,
+} from './digest.js';
+
+/*
+ * On-disk layout (containerd's content/local layout, so either can read the other's root):
+ *
+ *   <root>/blobs/<alg>/<hex>            a committed blob, read-only (0444); alg is sha256 or sha512
+ *   <root>/ingest/<sha256(ref)>/        one ingest; the ref is hashed, so no ref reaches a path
+ *       data        the bytes written so far (its size is the offset)
+ *       ref         the ref, verbatim; written last, so an ingest without it is half-made and ignored
+ *       startedat   ISO-8601 time (RFC 3339, as containerd's MarshalText writes it)
+ *       updatedat   ISO-8601 time, written on close; data's mtime is used when newer
+ *       total       expected size in decimal, 0 when unknown
+ *       expected    expected digest, empty when unknown
+ *
+ * Digests are parsed (parseDigest) before they become a path under blobs/.
+ */
+
+const READ_CHUNK = 1 << 20;
+
+export class LocalContentStore implements ContentStore {
+  /**
+   * Refs with an open writer, and since when. Per instance and in memory, as
+   * in containerd: a process that dies leaves no lock behind, so its ingests
+   * can be resumed by the next store opened on the root.
+   */
+  private readonly locks = new Map<string, Date>();
+
+  private constructor(readonly root: string) {}
+
+  static async open(root: string): Promise<LocalContentStore> {
+    await mkdir(join(root, 'blobs'), { recursive: true });
+    await mkdir(join(root, 'ingest'), { recursive: true });
+    return new LocalContentStore(root);
+  }
+
+  async info(digest: string): Promise<ContentInfo> {
+    const d = parseDigest(digest);
+    return infoOf(d.digest, await this.statBlob(d));
+  }
+
+  async *read(digest: string, offset = 0, size = 0): AsyncIterable<Uint8Array> {
+    const d = parseDigest(digest);
+    checkCount(offset, 'offset');
+    checkCount(size, 'size');
+    let fh: FileHandle;
+    try {
+      fh = await open(this.blobPath(d), 'r');
+    } catch (err) {
+      throw isNoEntry(err) ? notFound(d.digest) : err;
+    }
+    let streaming = false;
+    try {
+      const length = (await fh.stat()).size;
+      if (offset > length) throw new OutOfRangeError(`offset ${offset} is past the end of ${d.digest} (${length} bytes)`);
+      const end = size > 0 ? Math.min(length, offset + size) : length;
+      if (end === offset) return;
+      streaming = true;
+      // The stream closes the handle when it ends or when the reader stops early.
+      for await (const chunk of fh.createReadStream({ start: offset, end: end - 1, highWaterMark: READ_CHUNK })) {
+        yield chunk as Buffer;
+      }
+    } finally {
+      if (!streaming) await fh.close();
+    }
+  }
+
+  async walk(fn: (info: ContentInfo) => Promise<void> | void): Promise<void> {
+    for (const algorithm of await listDir(join(this.root, 'blobs'))) {
+      if (!isDigestAlgorithm(algorithm)) continue;
+      for (const hex of await listDir(join(this.root, 'blobs', algorithm))) {
+        const d = { algorithm, hex, digest: `${algorithm}:${hex}` };
+        if (!isHex(hex, digestHexLength[algorithm])) continue;
+        let st: Stats;
+        try {
+          st = await stat(this.blobPath(d));
+        } catch (err) {
+          if (isNoEntry(err)) continue; // deleted while walking
+          throw err;
+        }
+        if (st.isFile()) await fn(infoOf(d.digest, st));
+      }
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    const d = parseDigest(digest);
+    try {
+      await unlink(this.blobPath(d));
+    } catch (err) {
+      throw isNoEntry(err) ? notFound(d.digest) : err;
+    }
+  }
+
+  async writer(opts: WriterOptions): Promise<ContentWriter> {
+    const ref = checkRef(opts.ref);
+    const total = opts.total ?? 0;
+    checkCount(total, 'total');
+    const expected = opts.expected ? parseDigest(opts.expected) : undefined;
+    if (expected && (await exists(this.blobPath(expected)))) throw alreadyExists(expected.digest);
+    this.lock(ref);
+    try {
+      return await this.openIngest(ref, total, expected?.digest ?? '');
+    } catch (err) {
+      this.unlock(ref);
+      throw err;
+    }
+  }
+
+  async status(ref: string): Promise<IngestStatus> {
+    checkRef(ref);
+    const status = await readIngest(this.ingestPath(ref));
+    if (status?.ref !== ref) throw new NotFoundError(`ref ${ref}: not found`);
+    return status;
+  }
+
+  async listStatuses(): Promise<IngestStatus[]> {
+    const out: IngestStatus[] = [];
+    for (const name of await listDir(join(this.root, 'ingest'))) {
+      if (!isHex(name, 64)) continue;
+      const status = await readIngest(join(this.root, 'ingest', name));
+      if (status) out.push(status);
+    }
+    return out.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+  }
+
+  async abort(ref: string): Promise<void> {
+    checkRef(ref);
+    this.lock(ref);
+    try {
+      const path = this.ingestPath(ref);
+      const status = await readIngest(path);
+      await rm(path, { recursive: true, force: true });
+      if (status?.ref !== ref) throw new NotFoundError(`ref ${ref}: not found`);
+    } finally {
+      this.unlock(ref);
+    }
+  }
+
+  /** Where a parsed digest's blob lives. */
+  blobPath(d: ParsedDigest): string {
+    return join(this.root, 'blobs', d.algorithm, d.hex);
+  }
+
+  /** Where a ref's ingest lives: the ref is hashed, never used as a name. */
+  ingestPath(ref: string): string {
+    return join(this.root, 'ingest', createHash('sha256').update(ref).digest('hex'));
+  }
+
+  private unlock(ref: string): void {
+    this.locks.delete(ref);
+  }
+
+  private lock(ref: string): void {
+    const since = this.locks.get(ref);
+    if (since) {
+      const held = ((Date.now() - since.getTime()) / 1000).toFixed(3);
+      throw new UnavailableError(`ref ${ref} locked for ${held}s (since ${since.toISOString()})`);
+    }
+    this.locks.set(ref, new Date());
+  }
+
+  private async statBlob(d: ParsedDigest): Promise<Stats> {
+    try {
+      const st = await stat(this.blobPath(d));
+      if (st.isFile()) return st;
+    } catch (err) {
+      if (!isNoEntry(err)) throw err;
+    }
+    throw notFound(d.digest);
+  }
+
+  private async openIngest(ref: string, total: number, expected: string): Promise<ContentWriter> {
+    const path = this.ingestPath(ref);
+    const found = await readIngest(path);
+    if (found?.ref === ref) return this.resumeIngest(path, found, total, expected);
+
+    // New, or half-made by a process that died: start clean. `ref` comes last (see layout).
+    await rm(path, { recursive: true, force: true });
+    await mkdir(path);
+    const now = new Date();
+    const fh = await open(join(path, 'data'), 'w+', 0o644);
+    try {
+      await Promise.all([
+        writeFile(join(path, 'startedat'), now.toISOString()),
+        writeFile(join(path, 'updatedat'), now.toISOString()),
+        writeFile(join(path, 'total'), String(total)),
+        writeFile(join(path, 'expected'), expected),
+      ]);
+      await writeFile(join(path, 'ref'), ref);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    const status = { ref, offset: 0, total, expected, startedAt: now, updatedAt: now };
+    return new LocalContentWriter(this.root, () => this.unlock(ref), path, fh, status, newHashes(expected));
+  }
+
+  private async resumeIngest(path: string, found: IngestStatus, total: number, expected: string) {
+    const { ref } = found;
+    if (total > 0 && found.total > 0 && total !== found.total) {
+      throw new FailedPreconditionError(`ref ${ref}: provided total ${total} differs from the ingest's ${found.total}`);
+    }
+    if (expected && found.expected && expected !== found.expected) {
+      throw new FailedPreconditionError(
+        `ref ${ref}: provided expected digest ${expected} differs from the ingest's ${found.expected}`,
+      );
+    }
+    if (total > 0 && found.total === 0) await writeFile(join(path, 'total'), String(total));
+    if (expected && !found.expected) await writeFile(join(path, 'expected'), expected);
+    const status = { ...found, total: total || found.total, expected: expected || found.expected };
+
+    const fh = await open(join(path, 'data'), 'r+');
+    try {
+      const offset = (await fh.stat()).size;
+      const hashes = newHashes(status.expected);
+      await hashFile(fh, offset, [...hashes.values()]);
+      return new LocalContentWriter(this.root, () => this.unlock(ref), path, fh, { ...status, offset }, hashes);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+}
+
+class LocalContentWriter implements ContentWriter {
+  readonly ref: string;
+  #offset: number;
+  #updatedAt: Date;
+  #fh: FileHandle | undefined;
+  /** Set when a write failed half-way: the file no longer matches offset and hash. */
+  #failure: unknown;
+  /** Operations run one at a time, in call order. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly root: string,
+    /** Frees the ref in the store's lock table. */
+    private readonly release: () => void,
+    private readonly path: string,
+    fh: FileHandle,
+    private readonly start: IngestStatus,
+    /** sha256 always, plus the expected digest's algorithm. */
+    private hashes: Map<DigestAlgorithm, Hash>,
+  ) {
+    this.ref = start.ref;
+    this.#offset = start.offset;
+    this.#updatedAt = start.updatedAt;
+    this.#fh = fh;
+  }
+
+  get offset(): number {
+    return this.#offset;
+  }
+
+  digest(): string {
+    return `sha256:${(this.hashes.get('sha256') as Hash).copy().digest('hex')}`;
+  }
+
+  async status(): Promise<IngestStatus> {
+    return { ...this.start, offset: this.#offset, updatedAt: this.#updatedAt };
+  }
+
+  write(data: Uint8Array): Promise<void> {
+    return this.serial(async () => {
+      const written = writeAt(this.handle(), data, this.#offset);
+      // Hash while the thread pool writes; a failed write leaves the writer unusable anyway.
+      for (const hash of this.hashes.values()) hash.update(data);
+      try {
+        await written;
+      } catch (err) {
+        this.#failure = err;
+        throw err;
+      }
+      this.#offset += data.byteLength;
+      this.#updatedAt = new Date();
+    });
+  }
+
+  truncate(size: 0): Promise<void> {
+    return this.serial(async () => {
+      if (size !== 0) throw new InvalidArgumentError(`truncate to ${size}: only 0 is supported`);
+      await this.handle().truncate(0);
+      this.hashes = newHashes(this.start.expected);
+      this.#offset = 0;
+      this.#updatedAt = new Date();
+    });
+  }
+
+  commit(size: number, expected?: string): Promise<string> {
+    return this.serial(async () => {
+      const fh = this.handle();
+      // Whatever happens the writer is done and the ref free (as containerd does);
+      // on a mismatch the ingest stays for a new writer to resume, or to abort.
+      try {
+        return await this.publish(fh, size, expected);
+      } finally {
+        this.#fh = undefined;
+        await fh.close().catch(() => {});
+        this.release();
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    return this.serial(async () => {
+      const fh = this.#fh;
+      if (!fh) return;
+      this.#fh = undefined;
+      try {
+        await writeFile(join(this.path, 'updatedat'), this.#updatedAt.toISOString());
+        await fh.sync();
+      } finally {
+        await fh.close();
+        this.release();
+      }
+    });
+  }
+
+  private async publish(fh: FileHandle, size: number, expected?: string): Promise<string> {
+    checkCount(size, 'size');
+    const want = expected ? parseDigest(expected) : this.start.expected ? parseDigest(this.start.expected) : undefined;
+    const wantSize = size > 0 ? size : this.start.total;
+    const actual = (await fh.stat()).size;
+    if (actual !== this.#offset) {
+      throw new FailedPreconditionError(`ref ${this.ref}: ingest holds ${actual} bytes, the writer wrote ${this.#offset}`);
+    }
+    if (wantSize > 0 && actual !== wantSize) {
+      throw new FailedPreconditionError(`unexpected commit size ${actual}, expected ${wantSize}`);
+    }
+    const algorithm = want?.algorithm ?? 'sha256';
+    let hash = this.hashes.get(algorithm)?.copy();
+    if (!hash) {
+      // The writer did not know it would be asked for this algorithm: read the data again.
+      hash = createHash(algorithm);
+      await hashFile(fh, actual, [hash]);
+    }
+    const hex = hash.digest('hex');
+    const digest = `${algorithm}:${hex}`;
+    if (want && want.digest !== digest) {
+      throw new FailedPreconditionError(`unexpected commit digest ${digest}, expected ${want.digest}`);
+    }
+
+    const now = new Date();
+    await fh.utimes(now, now);
+    await fh.sync();
+    const target = join(this.root, 'blobs', algorithm, hex);
+    const algDir = dirname(target);
+    const createdDir = await mkdir(algDir, { recursive: true });
+    if (await exists(target)) {
+      await rm(this.path, { recursive: true, force: true });
+      throw alreadyExists(digest);
+    }
+    await rename(join(this.path, 'data'), target);
+    await chmod(target, 0o444); // after the rename, so a failed commit leaves an ingest that can be reopened
+    await fsyncDir(algDir);
+    if (createdDir) await fsyncDir(dirname(algDir));
+    await rm(this.path, { recursive: true, force: true });
+    return digest;
+  }
+
+  private handle(): FileHandle {
+    if (!this.#fh) throw new FailedPreconditionError(`ref ${this.ref}: writer is closed`);
+    if (this.#failure) {
+      throw new FailedPreconditionError(`ref ${this.ref}: an earlier write failed; close the writer and resume`, {
+        cause: this.#failure,
+      });
+    }
+    return this.#fh;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
+
+/** The ingest at `path`, or undefined when there is none or it was never finished being made. */
+async function readIngest(path: string): Promise<IngestStatus | undefined> {
+  let ref: string;
+  let data: Stats;
+  try {
+    ref = await readFile(join(path, 'ref'), 'utf8');
+    data = await stat(join(path, 'data'));
+  } catch (err) {
+    if (isNoEntry(err)) return undefined;
+    throw err;
+  }
+  const [startedAt, updatedAt, total, expected] = await Promise.all(
+    ['startedat', 'updatedat', 'total', 'expected'].map((name) => readOptional(join(path, name))),
+  );
+  const updated = parseTime(updatedAt)?.getTime() ?? 0;
+  return {
+    ref,
+    offset: data.size,
+    total: Number.parseInt(total, 10) || 0,
+    expected: isDigest(expected.trim()) ? expected.trim() : '',
+    startedAt: parseTime(startedAt) ?? data.birthtime,
+    // updatedat is written on close only; the data's mtime is newer while a writer is open.
+    updatedAt: new Date(Math.max(data.mtimeMs, updated)),
+  };
+}
+
+function isDigest(text: string): boolean {
+  try {
+    parseDigest(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function newHashes(expected: string): Map<DigestAlgorithm, Hash> {
+  const hashes = new Map<DigestAlgorithm, Hash>([['sha256', createHash('sha256')]]);
+  if (expected) {
+    const { algorithm } = parseDigest(expected);
+    if (!hashes.has(algorithm)) hashes.set(algorithm, createHash(algorithm));
+  }
+  return hashes;
+}
+
+async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < data.byteLength; ) {
+    done += (await fh.write(data, done, data.byteLength - done, position + done)).bytesWritten;
+  }
+}
+
+/** Feeds the first `size` bytes of a file to `hashes`, a chunk at a time. */
+async function hashFile(fh: FileHandle, size: number, hashes: Hash[]): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.max(1, Math.min(size, READ_CHUNK)));
+  for (let pos = 0; pos < size; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) throw new FailedPreconditionError(`ingest data shrank to ${pos} bytes while hashing`);
+    const chunk = buf.subarray(0, bytesRead);
+    for (const hash of hashes) hash.update(chunk);
+    pos += bytesRead;
+  }
+}
+
+function infoOf(digest: string, st: Stats): ContentInfo {
+  return { digest, size: st.size, createdAt: st.mtime, updatedAt: st.ctime, labels: {} };
+}
+
+function checkRef(ref: unknown): string {
+  if (typeof ref !== 'string' || ref === '') throw new InvalidArgumentError('ref must not be empty');
+  return ref;
+}
+
+function checkCount(n: unknown, what: string): void {
+  if (!Number.isSafeInteger(n) || (n as number) < 0) {
+    throw new InvalidArgumentError(`${what} must be a non-negative integer, got ${String(n)}`);
+  }
+}
+
+function notFound(digest: string): NotFoundError {
+  return new NotFoundError(`content ${digest}: not found`);
+}
+
+function alreadyExists(digest: string): AlreadyExistsError {
+  return new AlreadyExistsError(`content ${digest}: already exists`);
+}
+
+function parseTime(text: string): Date | undefined {
+  const time = new Date(text.trim());
+  return text && !Number.isNaN(time.getTime()) ? time : undefined;
+}
+
+function isNoEntry(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if (isNoEntry(err)) return false;
+    throw err;
+  }
+}
+
+async function readOptional(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if (isNoEntry(err)) return '';
+    throw err;
+  }
+}
+
+async function listDir(path: string): Promise<string[]> {
+  try {
+    return (await readdir(path)).sort();
+  } catch (err) {
+    if (isNoEntry(err)) return [];
+    throw err;
+  }
+}
+
+/** Makes a rename or a new entry in `dir` durable. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
