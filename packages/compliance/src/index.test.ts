@@ -7,6 +7,7 @@ import {
   FailedPreconditionError,
   type IngestStatus,
   InvalidArgumentError,
+  OutOfRangeError,
   NotFoundError,
   UnavailableError,
   type WriterOptions,
@@ -61,7 +62,8 @@ class MemoryContentStore implements ContentStore {
   async *read(digest: string, offset = 0, size = 0): AsyncIterable<Uint8Array> {
     const { data } = this.blobs.get(check(digest)) ?? {};
     if (!data) throw new NotFoundError(`content ${digest}: not found`);
-    if (offset < 0 || size < 0 || offset > data.length) throw new InvalidArgumentError(`bad range ${offset}+${size}`);
+    if (offset < 0 || size < 0) throw new InvalidArgumentError(`bad range ${offset}+${size}`);
+    if (offset > data.length) throw new OutOfRangeError(`offset ${offset} is past the end`);
     const end = size > 0 ? Math.min(data.length, offset + size) : data.length;
     for (let at = offset; at < end; at += 1 << 20) yield data.slice(at, Math.min(end, at + (1 << 20)));
   }

@@ -17,6 +17,7 @@ import {
   isNotFound,
   NotFoundError,
   NotImplementedError,
+  OutOfRangeError,
   SkipPlugin,
   UnavailableError,
   UnknownError,
@@ -31,6 +32,7 @@ const kinds: Array<[new (message: string) => BerthError, ErrorKind, GrpcCode]> =
   [NotImplementedError, 'not-implemented', GrpcCode.UNIMPLEMENTED],
   [CanceledError, 'canceled', GrpcCode.CANCELLED],
   [DeadlineExceededError, 'deadline-exceeded', GrpcCode.DEADLINE_EXCEEDED],
+  [OutOfRangeError, 'out-of-range', GrpcCode.OUT_OF_RANGE],
   [UnknownError, 'unknown', GrpcCode.UNKNOWN],
 ];
 
