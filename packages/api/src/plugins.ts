@@ -1,6 +1,7 @@
 import {
   ContentService,
   DaemonInfo,
+  DiffService,
   definePlugin,
   EventExchange,
   GrpcService,
@@ -10,14 +11,17 @@ import {
   LeasesService,
   NamespacesService,
   PluginType,
+  SnapshotsService,
 } from '@berth/plugin-api';
 import { protoRoot } from './proto-root.js';
 import { contentHandlers } from './services/content.js';
+import { diffHandlers } from './services/diff.js';
 import { EventCodec, eventsHandlers } from './services/events.js';
 import { healthHandlers } from './services/health.js';
 import { imagesHandlers } from './services/images.js';
 import { introspectionHandlers } from './services/introspection.js';
 import { leasesHandlers } from './services/leases.js';
+import { snapshotsHandlers } from './services/snapshots.js';
 import { namespacesHandlers } from './services/namespaces.js';
 import { versionHandlers } from './services/version.js';
 
@@ -90,4 +94,31 @@ export const leasesGrpc = definePlugin({
   init: (ctx) => service('containerd.services.leases.v1.Leases', leasesHandlers(ctx.get(LeasesService))),
 });
 
-export default [versionGrpc, namespacesGrpc, introspectionGrpc, eventsGrpc, healthGrpc, contentGrpc, imagesGrpc, leasesGrpc];
+export const snapshotsGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'snapshots',
+  requires: [SnapshotsService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.snapshots.v1.Snapshots', snapshotsHandlers(ctx.get(SnapshotsService))),
+});
+
+export const diffGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'diff',
+  requires: [DiffService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.diff.v1.Diff', diffHandlers(ctx.get(DiffService))),
+});
+
+export default [
+  versionGrpc,
+  namespacesGrpc,
+  introspectionGrpc,
+  eventsGrpc,
+  healthGrpc,
+  contentGrpc,
+  imagesGrpc,
+  leasesGrpc,
+  snapshotsGrpc,
+  diffGrpc,
+];

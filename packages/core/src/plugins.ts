@@ -2,6 +2,8 @@ import 'reflect-metadata';
 import {
   ContentService,
   ContentStore,
+  Differ,
+  DiffService,
   definePlugin,
   errorMessage,
   EventExchange,
@@ -13,6 +15,8 @@ import {
   NamespacesService,
   PluginRegistryView,
   PluginType,
+  Snapshotter,
+  SnapshotsService,
 } from '@berth/plugin-api';
 import type { Container } from 'inversify';
 import { join } from 'node:path';
@@ -20,9 +24,11 @@ import { EventExchangeImpl } from './event-exchange.js';
 import { MetadataGarbageCollector } from './gc/garbage-collector.js';
 import { LevelMetadataStore } from './metadata/level-metadata-store.js';
 import { ContentServiceImpl } from './services/content-service.js';
+import { DiffServiceImpl } from './services/diff-service.js';
 import { ImagesServiceImpl } from './services/images-service.js';
 import { IntrospectionService } from './services/introspection-service.js';
 import { LeasesServiceImpl } from './services/leases-service.js';
+import { SnapshotsServiceImpl } from './services/snapshots-service.js';
 import { NamespacesServiceImpl } from './services/namespaces-service.js';
 
 /** Built-in plugins of the core, loaded as any plugin package is (package.json `berth.plugin`). */
@@ -69,13 +75,17 @@ export const gcPlugin = definePlugin({
   type: PluginType.GC,
   id: 'scheduler',
   requires: [MetadataStore],
-  optional: [ContentStore],
+  optional: [ContentStore, Snapshotter],
   provides: GarbageCollector,
   config: { defaults: { schedule_delay_ms: 100, startup_delay_ms: 100 } },
   init(ctx) {
-    const gc = new MetadataGarbageCollector(ctx.get(MetadataStore), ctx.tryGet(ContentStore), ctx.log, {
-      scheduleDelayMs: ctx.config.schedule_delay_ms,
-    });
+    const gc = new MetadataGarbageCollector(
+      ctx.get(MetadataStore),
+      ctx.tryGet(ContentStore),
+      ctx.log,
+      { scheduleDelayMs: ctx.config.schedule_delay_ms },
+      ctx.getAll(Snapshotter),
+    );
     // As containerd: one collection shortly after start, for what a crash left behind.
     const startup = setTimeout(() => gc.schedule(), ctx.config.startup_delay_ms);
     startup.unref();
@@ -121,6 +131,23 @@ export const leasesServicePlugin = definePlugin({
   init: (ctx) => injected(ctx, LeasesServiceImpl),
 });
 
+export const snapshotsServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'snapshots-service',
+  requires: [MetadataStore, EventExchange],
+  optional: [Snapshotter],
+  provides: SnapshotsService,
+  init: (ctx) => new SnapshotsServiceImpl(ctx.getAll(Snapshotter), ctx.get(MetadataStore), ctx.get(EventExchange)),
+});
+
+export const diffServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'diff-service',
+  requires: [Differ, ContentService],
+  provides: DiffService,
+  init: (ctx) => new DiffServiceImpl(ctx.get(Differ), ctx.get(ContentService)),
+});
+
 export default [
   exchangePlugin,
   metadataPlugin,
@@ -130,4 +157,6 @@ export default [
   contentServicePlugin,
   imagesServicePlugin,
   leasesServicePlugin,
+  snapshotsServicePlugin,
+  diffServicePlugin,
 ];

@@ -43,4 +43,7 @@ export const Topic = {
   ImageUpdate: '/images/update',
   ImageDelete: '/images/delete',
   ContentDelete: '/content/delete',
+  SnapshotPrepare: '/snapshot/prepare',
+  SnapshotCommit: '/snapshot/commit',
+  SnapshotRemove: '/snapshot/remove',
 } as const;

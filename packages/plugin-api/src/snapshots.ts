@@ -1,3 +1,4 @@
+import type { RequestContext } from './context.js';
 import type { Labels } from './namespaces.js';
 import { token } from './token.js';
 
@@ -93,3 +94,42 @@ export interface Differ {
   compare(lower: readonly Mount[], upper: readonly Mount[], sink: LayerSink, signal?: AbortSignal): Promise<AppliedLayer>;
 }
 export const Differ = token<Differ>('Differ');
+
+/** Labels the unpacker and GC read on snapshots. */
+export const SnapshotLabel = {
+  /** Set on prepare: the committed name the caller means to create; if it exists, prepare is AlreadyExists. */
+  ref: 'containerd.io/snapshot.ref',
+} as const;
+
+/**
+ * Snapshots as containerd's clients see them: per namespace, per snapshotter,
+ * with labels, events (/snapshot/prepare|commit|remove) and the caller's
+ * lease joined.
+ */
+export interface SnapshotsService {
+  prepare(ctx: RequestContext, snapshotter: string, key: string, parent: string, labels?: Labels): Promise<Mount[]>;
+  view(ctx: RequestContext, snapshotter: string, key: string, parent: string, labels?: Labels): Promise<Mount[]>;
+  mounts(ctx: RequestContext, snapshotter: string, key: string): Promise<Mount[]>;
+  commit(ctx: RequestContext, snapshotter: string, name: string, key: string, labels?: Labels): Promise<void>;
+  remove(ctx: RequestContext, snapshotter: string, key: string): Promise<void>;
+  stat(ctx: RequestContext, snapshotter: string, key: string): Promise<SnapshotInfo>;
+  update(ctx: RequestContext, snapshotter: string, info: Pick<SnapshotInfo, 'name' | 'labels'>, paths: readonly string[]): Promise<SnapshotInfo>;
+  /** Filter fields: kind, name, parent, labels.<key>. */
+  list(ctx: RequestContext, snapshotter: string, filters: readonly string[]): Promise<SnapshotInfo[]>;
+  usage(ctx: RequestContext, snapshotter: string, key: string): Promise<SnapshotUsage>;
+  cleanup(ctx: RequestContext, snapshotter: string): Promise<void>;
+}
+export const SnapshotsService = token<SnapshotsService>('SnapshotsService');
+
+/** The Diff service: apply a layer from content onto mounts; write the difference of two mounts to content. */
+export interface DiffService {
+  /** Returns the uncompressed layer's descriptor: its digest is the diff ID. */
+  apply(ctx: RequestContext, layer: Descriptor, mounts: readonly Mount[]): Promise<Descriptor>;
+  diff(
+    ctx: RequestContext,
+    lower: readonly Mount[],
+    upper: readonly Mount[],
+    opts: { mediaType?: string; ref?: string; labels?: Labels },
+  ): Promise<Descriptor>;
+}
+export const DiffService = token<DiffService>('DiffService');

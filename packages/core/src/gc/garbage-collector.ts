@@ -9,9 +9,11 @@ import {
   type Logger,
   type MetadataStore,
   type ReadTx,
+  type Snapshotter,
   type WriteTx,
 } from '@berth/plugin-api';
 import {
+  allSnapshotsPrefix,
   type BlobRecord,
   blobKey,
   blobsPrefix,
@@ -21,6 +23,8 @@ import {
   leasesPrefix,
   NAMESPACES_PREFIX,
   parseJSON,
+  type SnapshotRecord,
+  snapshotKey,
 } from '../metadata/keys.js';
 
 export interface GcOptions {
@@ -30,10 +34,11 @@ export interface GcOptions {
 
 /**
  * Mark and sweep, as containerd's collector: roots are images, unexpired
- * leases and blobs labelled `containerd.io/gc.root`; marks follow
- * `containerd.io/gc.ref.content*` labels within a namespace; unmarked blob
- * records go, expired leases go, and then blobs no namespace records any
- * more leave the store. The whole run holds the metadata write lock, and
+ * leases, and blobs and snapshots labelled `containerd.io/gc.root`; marks
+ * follow `containerd.io/gc.ref.content*` and `…gc.ref.snapshot.<name>`
+ * labels and snapshot parents within a namespace; unmarked records go,
+ * expired leases go, and then blobs and snapshots no namespace records any
+ * more leave their stores. The whole run holds the metadata write lock, and
  * content commits record blobs under that same lock, so a blob being
  * committed is never swept.
  */
@@ -47,6 +52,7 @@ export class MetadataGarbageCollector implements GarbageCollector {
     private readonly content: ContentStore | undefined,
     private readonly log: Logger,
     private readonly opts: GcOptions,
+    private readonly snapshotters: ReadonlyMap<string, Snapshotter> = new Map(),
   ) {}
 
   schedule(): void {
@@ -70,6 +76,42 @@ export class MetadataGarbageCollector implements GarbageCollector {
     return this.queued;
   }
 
+  /**
+   * Remove every backend snapshot no namespace records, children before
+   * parents (a snapshotter refuses to remove a parent first).
+   */
+  private async sweepSnapshotters(referenced: Referenced): Promise<number> {
+    let removed = 0;
+    for (const [name, snapshotter] of this.snapshotters) {
+      const keep = referenced.snapshots.get(name) ?? new Set<string>();
+      const parentOf = new Map<string, string | undefined>();
+      await snapshotter.walk((info) => {
+        parentOf.set(info.name, info.parent);
+      });
+      // Anything a kept snapshot stands on is kept too.
+      const kept = new Set<string>();
+      for (const key of keep) {
+        for (let k: string | undefined = key; k && !kept.has(k); k = parentOf.get(k)) kept.add(k);
+      }
+      const doomed = [...parentOf.keys()].filter((k) => !kept.has(k));
+      const depth = (k: string) => {
+        let d = 0;
+        for (let p = parentOf.get(k); p; p = parentOf.get(p)) d++;
+        return d;
+      };
+      doomed.sort((a, b) => depth(b) - depth(a));
+      for (const key of doomed) {
+        try {
+          await snapshotter.remove(key);
+          removed++;
+        } catch (err) {
+          if (!isNotFound(err)) this.log.warn('snapshot not removed', { snapshotter: name, key, error: errorMessage(err) });
+        }
+      }
+    }
+    return removed;
+  }
+
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -79,11 +121,12 @@ export class MetadataGarbageCollector implements GarbageCollector {
     const started = performance.now();
     const stats = await this.meta.exclusive(async (locked) => {
       const swept = await locked.update((tx) => sweepMetadata(tx, new Date()));
+      const snapshotsRemoved = await this.sweepSnapshotters(swept.referenced);
       let blobsDeleted = 0;
       if (this.content) {
         const unreferenced: string[] = [];
         await this.content.walk((info) => {
-          if (!swept.referenced.has(info.digest)) unreferenced.push(info.digest);
+          if (!swept.referenced.blobs.has(info.digest)) unreferenced.push(info.digest);
         });
         for (const digest of unreferenced) {
           try {
@@ -94,7 +137,7 @@ export class MetadataGarbageCollector implements GarbageCollector {
           }
         }
       }
-      return { ...swept.stats, blobsDeleted };
+      return { ...swept.stats, blobsDeleted, snapshotsDeleted: snapshotsRemoved };
     });
     const result = { ...stats, durationMs: performance.now() - started };
     if (result.contentDeleted + result.blobsDeleted + result.leasesExpired > 0) this.log.info('garbage collected', { ...result });
@@ -119,56 +162,106 @@ function isExpired(labels: Record<string, string>, now: Date): boolean {
   return !Number.isNaN(at) && at <= now.getTime();
 }
 
-/** Mark within each namespace and delete what is unreachable; returns every digest still recorded anywhere. */
+/** What a collection keeps: blob digests and backend snapshot keys still recorded by some namespace. */
+export interface Referenced {
+  readonly blobs: Set<string>;
+  /** snapshotter → backend keys. */
+  readonly snapshots: Map<string, Set<string>>;
+}
+
+/**
+ * Mark within each namespace and delete the records of what is unreachable.
+ * Nodes are blobs (`c:<digest>`) and snapshots (`s:<snapshotter>:<key>`);
+ * edges are containerd's gc.ref labels and snapshot parents.
+ */
 async function sweepMetadata(tx: WriteTx, now: Date) {
   let contentDeleted = 0;
   let leasesExpired = 0;
-  const referenced = new Set<string>();
+  let snapshotsDeleted = 0;
+  const referenced: Referenced = { blobs: new Set(), snapshots: new Map() };
   for (const ns of await namespaces(tx)) {
     const blobs = new Map<string, BlobRecord>();
     for await (const [key, value] of tx.range(blobsPrefix(ns))) blobs.set(key[4] ?? '', parseJSON<BlobRecord>(value));
+    const snapshots = new Map<string, SnapshotRecord>();
+    for await (const [key, value] of tx.range(allSnapshotsPrefix(ns))) {
+      snapshots.set(snapshotNode(key[3] ?? '', key[4] ?? ''), parseJSON<SnapshotRecord>(value));
+    }
 
     const marked = new Set<string>();
     const queue: string[] = [];
-    const mark = (digest: string) => {
-      if (!marked.has(digest)) {
-        marked.add(digest);
-        queue.push(digest);
+    const mark = (node: string) => {
+      if (!marked.has(node)) {
+        marked.add(node);
+        queue.push(node);
+      }
+    };
+    const markLabels = (labels: Record<string, string>) => {
+      for (const [label, value] of Object.entries(labels)) {
+        if (label.startsWith(GcLabel.refContentPrefix) && isDigest(value)) mark(`c:${value}`);
+        else if (label.startsWith(GcLabel.refSnapshotPrefix)) {
+          // containerd.io/gc.ref.snapshot.<snapshotter>[/<anything>] = <key>
+          const snapshotter = label.slice(GcLabel.refSnapshotPrefix.length).split('/')[0] ?? '';
+          if (snapshotter && value) mark(snapshotNode(snapshotter, value));
+        }
       }
     };
 
-    for await (const [, value] of tx.range(imagesPrefix(ns))) mark(parseJSON<ImageRecord>(value).target.digest);
-    for (const [digest, record] of blobs) if (record.labels[GcLabel.root] !== undefined) mark(digest);
+    for await (const [, value] of tx.range(imagesPrefix(ns))) mark(`c:${parseJSON<ImageRecord>(value).target.digest}`);
+    for (const [digest, record] of blobs) if (record.labels[GcLabel.root] !== undefined) mark(`c:${digest}`);
+    for (const [node, record] of snapshots) if (record.labels[GcLabel.root] !== undefined) mark(node);
     for await (const [key, value] of tx.range(leasesPrefix(ns))) {
-      const id = key[3] ?? '';
       if (key.length === 4) {
         if (isExpired(parseJSON<LeaseRecord>(value).labels, now)) {
           for await (const [k] of tx.range(key)) tx.del(k);
           tx.del(key);
           leasesExpired++;
         }
-      } else if (key[4] === 'r' && key[5] === 'content' && key[6]) {
-        const lease = await tx.getJSON<LeaseRecord>(['v1', ns, 'leases', id]);
-        if (lease && !isExpired(lease.labels, now)) mark(key[6]);
+        continue;
       }
+      const [, , , id = '', r, type = '', resource = ''] = key;
+      if (r !== 'r' || !resource) continue;
+      const lease = await tx.getJSON<LeaseRecord>(['v1', ns, 'leases', id]);
+      if (!lease || isExpired(lease.labels, now)) continue;
+      if (type === 'content') mark(`c:${resource}`);
+      else if (type.startsWith('snapshots/')) mark(snapshotNode(type.slice('snapshots/'.length), resource));
     }
 
     while (queue.length > 0) {
-      const digest = queue.pop() as string;
-      const record = blobs.get(digest);
-      if (!record) continue;
-      for (const [label, value] of Object.entries(record.labels)) {
-        if (label.startsWith(GcLabel.refContentPrefix) && isDigest(value)) mark(value);
+      const node = queue.pop() as string;
+      if (node.startsWith('c:')) {
+        const record = blobs.get(node.slice(2));
+        if (record) markLabels(record.labels);
+      } else {
+        const record = snapshots.get(node);
+        if (!record) continue;
+        markLabels(record.labels);
+        if (record.parent) mark(snapshotNode(node.split(':')[1] ?? '', record.parent));
       }
     }
 
     for (const digest of blobs.keys()) {
-      if (marked.has(digest)) referenced.add(digest);
+      if (marked.has(`c:${digest}`)) referenced.blobs.add(digest);
       else {
         tx.del(blobKey(ns, digest));
         contentDeleted++;
       }
     }
+    for (const [node, record] of snapshots) {
+      const [, snapshotter = '', ...rest] = node.split(':');
+      if (marked.has(node)) {
+        const keys = referenced.snapshots.get(snapshotter) ?? new Set<string>();
+        keys.add(record.backendKey);
+        referenced.snapshots.set(snapshotter, keys);
+      } else {
+        tx.del(snapshotKey(ns, snapshotter, rest.join(':')));
+        snapshotsDeleted++;
+      }
+    }
   }
-  return { referenced, stats: { contentDeleted, leasesExpired, snapshotsDeleted: 0 } };
+  return { referenced, stats: { contentDeleted, leasesExpired, snapshotsDeleted } };
+}
+
+/** Snapshotter ids never contain ':', so the node name splits back unambiguously. */
+function snapshotNode(snapshotter: string, key: string): string {
+  return `s:${snapshotter}:${key}`;
 }

@@ -60,6 +60,22 @@ export interface LeaseRecord {
   createdAt: string;
 }
 
+export const snapshotKey = (ns: string, snapshotter: string, key: string): MetaKey => ['v1', ns, 'snapshots', snapshotter, key];
+export const snapshotsPrefix = (ns: string, snapshotter: string): MetaKey => ['v1', ns, 'snapshots', snapshotter];
+export const allSnapshotsPrefix = (ns: string): MetaKey => ['v1', ns, 'snapshots'];
+/** Last number handed out for backend snapshot keys. */
+export const SNAPSHOT_SEQUENCE: MetaKey = ['berth', 'seq', 'snapshots'];
+
+export interface SnapshotRecord {
+  /** The key in the snapshotter: `<ns>/<seq>/<key>`, unique across namespaces and reuses of a key. */
+  backendKey: string;
+  parent: string;
+  kind: 'view' | 'active' | 'committed';
+  labels: Record<string, string>;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export const backendRef = (ns: string, ref: string) => `${ns}/${ref}`;
 
 const decoder = new TextDecoder();
