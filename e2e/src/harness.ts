@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,29 +24,41 @@ export interface RunResult {
   readonly signal: NodeJS.Signals | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** stdout as bytes, for binary output (`ctr content get`). */
+  readonly stdoutBytes: Buffer;
+}
+
+export interface RunOptions {
+  readonly input?: string | Buffer;
+  /** A file to give as stdin instead of `input` (ctr seeks in it to resume an ingest). */
+  readonly stdinFile?: string;
+  readonly timeout?: number;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly binary?: boolean;
 }
 
 /** Run a command to completion; never throws for a non-zero exit. */
-export function run(
-  cmd: string,
-  args: readonly string[],
-  opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<RunResult> {
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdin = opts.stdinFile ? openSync(opts.stdinFile, 'r') : 'pipe';
+    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, stdio: [stdin, 'pipe', 'pipe'] });
+    if (typeof stdin === 'number') closeSync(stdin);
     started.add(child);
-    let stdout = '';
+    const out: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stderr?.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeout ?? 30_000);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       started.delete(child);
-      resolve({ code, signal, stdout, stderr });
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, signal, stdout: stdoutBytes.toString('utf8'), stderr, stdoutBytes });
     });
-    child.stdin.end(opts.input ?? '');
+    // A command that exits before reading all its input must not fail the test with EPIPE.
+    child.stdin?.on('error', () => {});
+    child.stdin?.end(opts.input ?? '');
   });
 }
 
@@ -150,16 +162,12 @@ function accepts(path: string): Promise<boolean> {
 }
 
 /** Debian's ctr against a test daemon. */
-export function ctr(daemon: TestDaemon, args: readonly string[], opts: { input?: string; timeout?: number } = {}) {
+export function ctr(daemon: TestDaemon, args: readonly string[], opts: RunOptions = {}) {
   return run('ctr', ['--address', daemon.address, ...args], opts);
 }
 
 /** berth's own CLI against a test daemon. */
-export function berth(
-  daemon: TestDaemon,
-  args: readonly string[],
-  opts: { input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {},
-) {
+export function berth(daemon: TestDaemon, args: readonly string[], opts: RunOptions = {}) {
   return run(process.execPath, [BERTH_CLI, '--address', daemon.address, ...args], opts);
 }
 

@@ -8,6 +8,7 @@ import {
   type RequestContext,
 } from '@berth/plugin-api';
 import type protobuf from 'protobufjs';
+import type { Readable } from 'node:stream';
 import { requestContext } from './call-context.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 
@@ -73,8 +74,13 @@ function unwrap<T>(req: T | Malformed): T {
   return req;
 }
 
-async function* requests<T>(stream: AsyncIterable<T | Malformed>): AsyncIterable<T> {
-  for await (const req of stream) yield unwrap(req);
+/**
+ * The call's messages. A handler that stops reading early (an error, or
+ * done after COMMIT) must not destroy the call: that would drop the status
+ * the client is waiting for.
+ */
+async function* requests<T>(call: Readable): AsyncIterable<T> {
+  for await (const req of call.iterator({ destroyOnReturn: false }) as AsyncIterable<T | Malformed>) yield unwrap(req);
 }
 
 /**

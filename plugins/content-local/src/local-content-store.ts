@@ -221,17 +221,11 @@ export class LocalContentStore implements ContentStore {
 
   private async resumeIngest(path: string, found: IngestStatus, total: number, expected: string) {
     const { ref } = found;
-    if (total > 0 && found.total > 0 && total !== found.total) {
-      throw new FailedPreconditionError(`ref ${ref}: provided total ${total} differs from the ingest's ${found.total}`);
-    }
-    if (expected && found.expected && expected !== found.expected) {
-      throw new FailedPreconditionError(
-        `ref ${ref}: provided expected digest ${expected} differs from the ingest's ${found.expected}`,
-      );
-    }
+    // As containerd: a recorded total stands; the latest expected digest wins (a client may retry a
+    // failed commit with the right digest on the same ref).
     if (total > 0 && found.total === 0) await writeFile(join(path, 'total'), String(total));
-    if (expected && !found.expected) await writeFile(join(path, 'expected'), expected);
-    const status = { ...found, total: total || found.total, expected: expected || found.expected };
+    if (expected && expected !== found.expected) await writeFile(join(path, 'expected'), expected);
+    const status = { ...found, total: found.total || total, expected: expected || found.expected };
 
     const fh = await open(join(path, 'data'), 'r+');
     try {
