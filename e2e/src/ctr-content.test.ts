@@ -101,6 +101,9 @@ describe('an interrupted ingest across a daemon crash', () => {
       const second = await startBerthd({ dir: first.dir });
       try {
         assert.match((await ctr(second, ['content', 'active'])).stdout, /resumable/);
+        // ctr commits outside any lease, so, as with containerd, a collection after the commit would
+        // take the blob: let the start-up collection pass first.
+        await waitFor(() => /"msg":"garbage collected"/.test(second.logs()), 'the start-up garbage collection');
         const file = join(second.dir, 'resumable.bin');
         writeFileSync(file, data);
         const r = await ctr(second, ['content', 'ingest', '--expected-digest', digest, 'resumable'], { stdinFile: file });

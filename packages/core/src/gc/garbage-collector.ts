@@ -140,7 +140,8 @@ export class MetadataGarbageCollector implements GarbageCollector {
       return { ...swept.stats, blobsDeleted, snapshotsDeleted: snapshotsRemoved };
     });
     const result = { ...stats, durationMs: performance.now() - started };
-    if (result.contentDeleted + result.blobsDeleted + result.leasesExpired > 0) this.log.info('garbage collected', { ...result });
+    const removed = result.contentDeleted + result.blobsDeleted + result.leasesExpired + result.snapshotsDeleted;
+    (removed > 0 ? this.log.info : this.log.debug)('garbage collected', { ...result });
     return result;
   }
 }

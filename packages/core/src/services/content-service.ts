@@ -33,6 +33,7 @@ import {
   type IngestRecord,
   ingestKey,
   ingestsPrefix,
+  leaseKey,
   leaseResourceKey,
   parseJSON,
 } from '../metadata/keys.js';
@@ -144,6 +145,8 @@ export class ContentServiceImpl implements ContentService {
         if (!isNotFound(err)) throw err;
       }
       tx.del(ingestKey(ns, ref));
+      // As containerd's Abort: the caller's lease stops holding the ingest.
+      if (ctx.lease) tx.del(leaseResourceKey(ns, ctx.lease, 'ingests', ref));
     });
   }
 
@@ -169,9 +172,22 @@ export class ContentServiceImpl implements ContentService {
       });
     } catch (err) {
       await backend.close();
+      await this.dropUnrecorded(ns, opts.ref);
       throw err;
     }
     return new NamespacedIngest(opts.ref, ns, ctx, backend, this.meta);
+  }
+
+  /**
+   * Remove a backend ingest no metadata record names (one a failed writer()
+   * just created): listStatuses cannot show it and nothing else would free it.
+   */
+  private async dropUnrecorded(ns: string, ref: string): Promise<void> {
+    await this.meta.update(async (tx) => {
+      if ((await tx.get(ingestKey(ns, ref))) !== undefined) return;
+      // Under the metadata lock, so no other writer can record it meanwhile; one holding it makes abort fail, harmlessly.
+      await this.store.abort(backendRef(ns, ref)).catch(() => {});
+    });
   }
 
   /**
@@ -245,6 +261,11 @@ class NamespacedIngest implements ContentIngest {
     if (expected) validateDigest('expected', expected);
     const written = this.backend.offset;
     const { digest, existed } = await this.meta.update(async (tx) => {
+      // Check the lease before publishing: a commit refused afterwards would consume the ingest for nothing.
+      if (this.ctx.lease && (await tx.get(leaseKey(this.ns, this.ctx.lease))) === undefined) {
+        await this.backend.close(); // released, as after any failed commit
+        throw new NotFoundError(`lease "${this.ctx.lease}": not found`);
+      }
       let digest: string;
       try {
         digest = await this.backend.commit(size, expected || undefined);

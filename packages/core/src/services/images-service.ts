@@ -95,6 +95,15 @@ export class ImagesServiceImpl implements ImagesService {
           if (path === 'target') next.target = targetRecord(input.target);
           else if (path === 'annotations' || path === 'target.annotations') {
             next.target = { ...next.target, annotations: { ...(input.target?.annotations ?? {}) } };
+          } else if (path.startsWith('annotations.')) {
+            // One annotation, as containerd allows; absent from the input means removed.
+            const key = path.slice('annotations.'.length);
+            const annotations = { ...next.target.annotations };
+            const given = input.target?.annotations;
+            if (given && Object.hasOwn(given, key)) {
+              Object.defineProperty(annotations, key, { value: given[key], enumerable: true, writable: true, configurable: true });
+            } else delete annotations[key];
+            next.target = { ...next.target, annotations };
           } else throw new InvalidArgumentError(`cannot update ${JSON.stringify(path)} field on image "${input.name}"`);
         }
       }
