@@ -1,4 +1,5 @@
 import {
+  ContainersService,
   ContentService,
   DaemonInfo,
   DiffService,
@@ -14,6 +15,7 @@ import {
   SnapshotsService,
 } from '@berth/plugin-api';
 import { protoRoot } from './proto-root.js';
+import { containersHandlers } from './services/containers.js';
 import { contentHandlers } from './services/content.js';
 import { diffHandlers } from './services/diff.js';
 import { EventCodec, eventsHandlers } from './services/events.js';
@@ -110,6 +112,14 @@ export const diffGrpc = definePlugin({
   init: (ctx) => service('containerd.services.diff.v1.Diff', diffHandlers(ctx.get(DiffService))),
 });
 
+export const containersGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'containers',
+  requires: [ContainersService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.containers.v1.Containers', containersHandlers(ctx.get(ContainersService))),
+});
+
 export default [
   versionGrpc,
   namespacesGrpc,
@@ -121,4 +131,5 @@ export default [
   leasesGrpc,
   snapshotsGrpc,
   diffGrpc,
+  containersGrpc,
 ];

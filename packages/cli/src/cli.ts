@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type CliIO, CommandContext } from './command-context.js';
 import { registerEvents } from './commands/events.js';
+import { registerImagesRemote } from './commands/images-remote.js';
 import { registerNamespaces } from './commands/namespaces.js';
 import { registerPlugins } from './commands/plugins.js';
 import { CLI_VERSION, registerVersion } from './commands/version.js';
@@ -42,6 +43,7 @@ export function createProgram(io: CliIO): { program: Command; ctx: CommandContex
   registerNamespaces(program, ctx);
   registerPlugins(program, ctx);
   registerEvents(program, ctx);
+  registerImagesRemote(program, ctx);
   return { program, ctx };
 }
 

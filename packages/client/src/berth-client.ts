@@ -1,9 +1,12 @@
 import { GrpcConnection } from '@berth/api';
-import type { PluginInfo, ServerInfo } from '@berth/plugin-api';
+import type { Labels, Lease, PluginInfo, ServerInfo } from '@berth/plugin-api';
 import { ClientContext, type RequestOptions } from './client-context.js';
+import { ContentClient } from './content-client.js';
 import { EventsClient } from './events-client.js';
 import { type HealthStatus, HealthClient } from './health-client.js';
+import { ImagesClient } from './images-client.js';
 import { IntrospectionClient } from './introspection-client.js';
+import { contextLease, DEFAULT_LEASE_EXPIRY_MS, LeasedClientContext, LeasesClient } from './leases-client.js';
 import { NamespacesClient } from './namespaces-client.js';
 import { type VersionInfo, VersionClient } from './version-client.js';
 
@@ -29,6 +32,9 @@ export class BerthClient {
   readonly context: ClientContext;
   readonly namespaces: NamespacesClient;
   readonly events: EventsClient;
+  readonly content: ContentClient;
+  readonly images: ImagesClient;
+  readonly leases: LeasesClient;
   private readonly introspection: IntrospectionClient;
   private readonly versionService: VersionClient;
   private readonly healthService: HealthClient;
@@ -45,6 +51,9 @@ export class BerthClient {
           );
     this.namespaces = new NamespacesClient(this.context);
     this.events = new EventsClient(this.context);
+    this.content = new ContentClient(this.context);
+    this.images = new ImagesClient(this.context);
+    this.leases = new LeasesClient(this.context);
     this.introspection = new IntrospectionClient(this.context);
     this.versionService = new VersionClient(this.context);
     this.healthService = new HealthClient(this.context);
@@ -61,6 +70,36 @@ export class BerthClient {
   /** A client for another namespace on the same connection (closing either closes both). */
   withNamespace(namespace: string): BerthClient {
     return new BerthClient(this.context.withNamespace(namespace));
+  }
+
+  /** The lease this client's calls carry (see `withLease`), if any. */
+  get lease(): string | undefined {
+    return contextLease(this.context);
+  }
+
+  /**
+   * Run `fn` with a client whose calls carry a new lease, so that what they
+   * write (content, ingests, snapshots) survives garbage collection until `fn`
+   * has made it reachable (an image, a container); then delete the lease. The
+   * lease expires after 24 hours should this process die first (containerd's
+   * client does the same). Inside another `withLease`, reuses that lease.
+   */
+  async withLease<T>(
+    fn: (client: BerthClient, lease: string) => Promise<T>,
+    opts: RequestOptions & { readonly expireAfterMs?: number; readonly labels?: Labels; readonly sync?: boolean } = {},
+  ): Promise<T> {
+    const existing = this.lease;
+    if (existing) return fn(this, existing);
+    const lease: Lease = await this.leases.create({
+      expireAfterMs: opts.expireAfterMs ?? DEFAULT_LEASE_EXPIRY_MS,
+      ...(opts.labels ? { labels: opts.labels } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+    });
+    try {
+      return await fn(new BerthClient(new LeasedClientContext(this.context, lease.id)), lease.id);
+    } finally {
+      await this.leases.delete(lease.id, { sync: !!opts.sync });
+    }
   }
 
   version(opts?: RequestOptions): Promise<VersionInfo> {

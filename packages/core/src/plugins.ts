@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import {
+  ContainersService,
   ContentService,
   ContentStore,
   Differ,
@@ -23,6 +24,7 @@ import { join } from 'node:path';
 import { EventExchangeImpl } from './event-exchange.js';
 import { MetadataGarbageCollector } from './gc/garbage-collector.js';
 import { LevelMetadataStore } from './metadata/level-metadata-store.js';
+import { ContainersServiceImpl } from './services/containers-service.js';
 import { ContentServiceImpl } from './services/content-service.js';
 import { DiffServiceImpl } from './services/diff-service.js';
 import { ImagesServiceImpl } from './services/images-service.js';
@@ -131,6 +133,15 @@ export const leasesServicePlugin = definePlugin({
   init: (ctx) => injected(ctx, LeasesServiceImpl),
 });
 
+export const containersServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'containers-service',
+  requires: [MetadataStore, EventExchange],
+  optional: [GarbageCollector],
+  provides: ContainersService,
+  init: (ctx) => injected(ctx, ContainersServiceImpl),
+});
+
 export const snapshotsServicePlugin = definePlugin({
   type: PluginType.Service,
   id: 'snapshots-service',
@@ -159,4 +170,5 @@ export default [
   leasesServicePlugin,
   snapshotsServicePlugin,
   diffServicePlugin,
+  containersServicePlugin,
 ];

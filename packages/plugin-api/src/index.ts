@@ -1,3 +1,4 @@
+export * from './containers.js';
 export * from './content.js';
 export * from './context.js';
 export * from './daemon.js';

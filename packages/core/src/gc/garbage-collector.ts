@@ -16,6 +16,8 @@ import {
   allSnapshotsPrefix,
   type BlobRecord,
   blobKey,
+  type ContainerRecord,
+  containersPrefix,
   blobsPrefix,
   type ImageRecord,
   imagesPrefix,
@@ -33,7 +35,7 @@ export interface GcOptions {
 }
 
 /**
- * Mark and sweep, as containerd's collector: roots are images, unexpired
+ * Mark and sweep, as containerd's collector: roots are images, containers, unexpired
  * leases, and blobs and snapshots labelled `containerd.io/gc.root`; marks
  * follow `containerd.io/gc.ref.content*` and `…gc.ref.snapshot.<name>`
  * labels and snapshot parents within a namespace; unmarked records go,
@@ -208,6 +210,12 @@ async function sweepMetadata(tx: WriteTx, now: Date) {
     };
 
     for await (const [, value] of tx.range(imagesPrefix(ns))) mark(`c:${parseJSON<ImageRecord>(value).target.digest}`);
+    // Containers hold their snapshot (not their image's content) and whatever their labels name.
+    for await (const [, value] of tx.range(containersPrefix(ns))) {
+      const container = parseJSON<ContainerRecord>(value);
+      if (container.snapshotter && container.snapshotKey) mark(snapshotNode(container.snapshotter, container.snapshotKey));
+      markLabels(container.labels);
+    }
     for (const [digest, record] of blobs) if (record.labels[GcLabel.root] !== undefined) mark(`c:${digest}`);
     for (const [node, record] of snapshots) if (record.labels[GcLabel.root] !== undefined) mark(node);
     for await (const [key, value] of tx.range(leasesPrefix(ns))) {

@@ -60,6 +60,28 @@ export interface LeaseRecord {
   createdAt: string;
 }
 
+export const containerKey = (ns: string, id: string): MetaKey => ['v1', ns, 'containers', id];
+export const containersPrefix = (ns: string): MetaKey => ['v1', ns, 'containers'];
+
+/** An Any as JSON: bytes in base64. */
+export interface AnyRecord {
+  typeUrl: string;
+  value: string;
+}
+
+export interface ContainerRecord {
+  labels: Record<string, string>;
+  image: string;
+  runtime: { name: string; options?: AnyRecord };
+  spec?: AnyRecord;
+  snapshotter: string;
+  snapshotKey: string;
+  extensions: Record<string, AnyRecord>;
+  sandbox: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export const snapshotKey = (ns: string, snapshotter: string, key: string): MetaKey => ['v1', ns, 'snapshots', snapshotter, key];
 export const snapshotsPrefix = (ns: string, snapshotter: string): MetaKey => ['v1', ns, 'snapshots', snapshotter];
 export const allSnapshotsPrefix = (ns: string): MetaKey => ['v1', ns, 'snapshots'];
