@@ -17,7 +17,13 @@ import type { DaemonConfig } from './config.js';
 import { RootLock } from './root-lock.js';
 
 /** Plugin packages every berthd loads, the same way it loads third-party ones. */
-export const BUILTIN_PLUGIN_PACKAGES = ['@berth/core', '@berth/content-local', '@berth/api'] as const;
+export const BUILTIN_PLUGIN_PACKAGES = [
+  '@berth/core',
+  '@berth/content-local',
+  '@berth/snapshotter-overlayfs',
+  '@berth/snapshotter-native',
+  '@berth/api',
+] as const;
 
 /** Without these berthd would serve but lose or refuse every write: failing to load them fails start-up. */
 export const ALWAYS_REQUIRED = ['io.containerd.event.v1.exchange', 'io.containerd.metadata.v1.level'] as const;

@@ -33,8 +33,9 @@ export interface SnapshotUsage {
  * namespaced service above it maps namespaces onto them).
  *
  * Errors the unpacker relies on: a missing key or parent is NotFound; a key
- * or commit name already used is AlreadyExists; committing or preparing on
- * something of the wrong kind is FailedPrecondition.
+ * or commit name already used is AlreadyExists; a parent that is not
+ * committed is InvalidArgument (as containerd 1.6 answers); committing a
+ * view is FailedPrecondition.
  */
 export interface Snapshotter {
   stat(key: string): Promise<SnapshotInfo>;

@@ -45,6 +45,8 @@ interface SnapshotRecord {
   id: number;
   kind: SnapshotKind;
   parent?: string;
+  /** Ids of the ancestors, nearest first: fixed, since a parent outlives its children. */
+  chain?: number[];
   labels: Labels;
   created: string;
   updated: string;
@@ -113,15 +115,18 @@ export class SnapshotReadTx {
     if (record.kind === 'committed') {
       throw new FailedPreconditionError(`snapshot ${JSON.stringify(key)} is committed, not active or a view`);
     }
-    return { id: String(record.id), kind: record.kind, parentIds: await this.parentIds(record.parent) };
+    return { id: String(record.id), kind: record.kind, parentIds: (await this.chainOf(record)).map(String) };
   }
 
-  protected async parentIds(parent: string | undefined): Promise<string[]> {
-    const ids: string[] = [];
+  /** The ancestors' ids, nearest first: recorded with the snapshot, or walked when a record lacks them. */
+  protected async chainOf(record: SnapshotRecord): Promise<number[]> {
+    if (record.chain) return record.chain;
+    const ids: number[] = [];
+    let parent = record.parent;
     while (parent !== undefined) {
       const record = await this.record(parent);
       if (!record) throw new NotFoundError(`parent snapshot ${JSON.stringify(parent)} is missing from the chain`);
-      ids.push(String(record.id));
+      ids.push(record.id);
       parent = record.parent;
     }
     return ids;
@@ -209,7 +214,7 @@ export class SnapshotWriteTx extends SnapshotReadTx {
     }
     validateName('snapshot key', key);
     validateLabels('labels', labels);
-    let parentIds: string[] = [];
+    let chain: number[] = [];
     let parentId: number | undefined;
     if (parent !== undefined && parent !== '') {
       validateName('parent', parent);
@@ -219,7 +224,7 @@ export class SnapshotWriteTx extends SnapshotReadTx {
         throw new InvalidArgumentError(`parent ${JSON.stringify(parent)} is not a committed snapshot`);
       }
       parentId = p.id;
-      parentIds = [String(p.id), ...(await this.parentIds(p.parent))];
+      chain = [p.id, ...(await this.chainOf(p))];
     }
     if (await this.record(key)) throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)} already exists`);
 
@@ -228,13 +233,13 @@ export class SnapshotWriteTx extends SnapshotReadTx {
     this.putRecord(key, {
       id,
       kind,
-      ...(parentId !== undefined ? { parent } : {}),
+      ...(parentId !== undefined ? { parent, chain } : {}),
       labels: dropEmpty(labels),
       created: now,
       updated: now,
     });
     if (parentId !== undefined) this.put(childKey(parentId, id), key);
-    return { id: String(id), kind, parentIds };
+    return { id: String(id), kind, parentIds: chain.map(String) };
   }
 
   /** Labels only (`labels`, `labels.<key>`; no paths replaces them all); any other path is InvalidArgument. */
@@ -267,7 +272,7 @@ export class SnapshotWriteTx extends SnapshotReadTx {
     this.putRecord(name, {
       id: record.id,
       kind: 'committed',
-      ...(record.parent !== undefined ? { parent: record.parent } : {}),
+      ...(record.parent !== undefined ? { parent: record.parent, chain: await this.chainOf(record) } : {}),
       labels: dropEmpty(labels),
       created: now,
       updated: now,

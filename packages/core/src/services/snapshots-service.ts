@@ -83,7 +83,7 @@ export class SnapshotsServiceImpl implements SnapshotsService {
       if (parent) {
         const p = await tx.getJSON<SnapshotRecord>(snapshotKey(ns, sn, parent));
         if (!p) throw new NotFoundError(`parent snapshot ${JSON.stringify(parent)} does not exist: not found`);
-        if (p.kind !== 'committed') throw new FailedPreconditionError(`parent snapshot ${JSON.stringify(parent)} is not committed`);
+        if (p.kind !== 'committed') throw new InvalidArgumentError(`parent ${JSON.stringify(parent)} is not committed snapshot`);
         backendParent = p.backendKey;
       }
       await tx.ensureNamespace(ns);
