@@ -38,6 +38,7 @@ const DEBIAN_PACKAGES = [
   'skopeo',
   'busybox-static',
   'docker-registry',
+  'apache2-utils', // htpasswd, for registry basic-auth tests
   'golang-github-containerd-containerd-dev',
 ];
 

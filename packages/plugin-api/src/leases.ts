@@ -39,6 +39,8 @@ export interface GcStats {
   readonly blobsDeleted: number;
   readonly leasesExpired: number;
   readonly snapshotsDeleted: number;
+  /** Ingests aborted because their lease went away or, outside leases, they expired. */
+  readonly ingestsAborted: number;
   readonly durationMs: number;
 }
 

@@ -164,17 +164,17 @@ test('an image keeps its target and everything its gc.ref.content labels reach',
   await image(A, 'app:1', manifest);
 
   const stats = counts(await gc.collect());
-  assert.deepEqual(stats, { contentDeleted: 2, blobsDeleted: 2, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(stats, { contentDeleted: 2, blobsDeleted: 2, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   for (const digest of [manifest, config, layer0, child, layer1]) assert.equal(await where(digest), 'store+a', digest);
   assert.equal(await where(stray), 'gone');
   assert.equal(await where(strayChild), 'gone');
 
   // Without the image, all of it goes.
   await images.delete(A, 'app:1');
-  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 5, blobsDeleted: 5, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 5, blobsDeleted: 5, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   for (const digest of [manifest, config, layer0, child, layer1]) assert.equal(await where(digest), 'gone');
   // Nothing left: a further run does nothing.
-  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
 });
 
 test('labels are followed within a namespace only', async () => {
@@ -195,11 +195,11 @@ test('a blob in two namespaces lives until both drop it', async () => {
   assert.equal(await where(blob), 'store+a+b');
 
   await images.delete(A, 'img');
-  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(blob), 'store+b');
 
   await images.delete(B, 'img');
-  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(blob), 'gone');
 });
 
@@ -235,7 +235,7 @@ test('a lease keeps its content until the lease is deleted', async () => {
   assert.equal(await where(held), 'store+a');
 
   await leases.delete(A, 'pull');
-  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await gc.collect()), { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(held), 'gone');
 });
 
@@ -245,7 +245,7 @@ test('an expired lease is deleted by a collection and releases its content', asy
   const old = await put({ ...A, lease: 'old' }, 'old');
   const young = await put({ ...A, lease: 'young' }, 'young');
   const stats = counts(await gc.collect());
-  assert.deepEqual(stats, { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 1, snapshotsDeleted: 0 });
+  assert.deepEqual(stats, { contentDeleted: 1, blobsDeleted: 1, leasesExpired: 1, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(old), 'gone');
   assert.equal(await where(young), 'store+a');
   assert.deepEqual((await leases.list(A, [])).map((l) => l.id), ['young']);
@@ -258,7 +258,7 @@ test('an expired lease is deleted by a collection and releases its content', asy
   assert.deepEqual(left, []);
 });
 
-test('ingests are never collected, open or closed', async () => {
+test('open or unexpired ingests are kept; a leased ingest goes with its lease, as in containerd', async () => {
   const open = await content.writer(A, { ref: 'open' });
   await open.write(Buffer.from('still writing'));
   const closed = await content.writer(B, { ref: 'closed' });
@@ -275,6 +275,19 @@ test('ingests are never collected, open or closed', async () => {
   await gc.collect();
   assert.equal(await resumed.commit(6, sha256('paused')), sha256('paused'));
   assert.equal(await where(digest), 'store+a');
+
+  // An ingest held by a lease is aborted once the lease is gone (a failed pull leaves nothing behind).
+  const leased = { ...A, lease: 'pull' };
+  await leases.create(A, { id: 'pull' });
+  const partial = await content.writer(leased, { ref: 'partial' });
+  await partial.write(Buffer.from('half a layer'));
+  await partial.close();
+  await gc.collect();
+  assert.equal((await content.status(A, 'partial')).offset, 12);
+  await leases.delete(A, 'pull');
+  const stats = await gc.collect();
+  assert.equal(stats.ingestsAborted, 1);
+  await assert.rejects(content.status(A, 'partial'), { name: 'NotFoundError' });
 });
 
 test('collect() called during a run starts a new run after it, shared by every caller meanwhile', async () => {
@@ -302,9 +315,9 @@ test('collect() called during a run starts a new run after it, shared by every c
   assert.notEqual(first, second);
   release();
 
-  assert.deepEqual(counts(await first), { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await first), { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.ok(await inStore(orphan));
-  assert.deepEqual(counts(await second), { contentDeleted: 0, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await second), { contentDeleted: 0, blobsDeleted: 1, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(orphan), 'gone');
   assert.equal(store.walks, 2);
   assert.equal(await where(kept), 'store+a');
@@ -396,6 +409,6 @@ test('concurrent leased commits survive repeated collections', async () => {
 test('a collector without a content store sweeps metadata only', async () => {
   const blob = await put(A, 'metadata only');
   const metaOnly = new MetadataGarbageCollector(meta, undefined, silentLogger, { scheduleDelayMs: 20 });
-  assert.deepEqual(counts(await metaOnly.collect()), { contentDeleted: 1, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0 });
+  assert.deepEqual(counts(await metaOnly.collect()), { contentDeleted: 1, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0 });
   assert.equal(await where(blob), 'store');
 });

@@ -16,10 +16,12 @@ import {
   allSnapshotsPrefix,
   type BlobRecord,
   blobKey,
+  blobsPrefix,
   type ContainerRecord,
   containersPrefix,
-  blobsPrefix,
   type ImageRecord,
+  type IngestRecord,
+  ingestsPrefix,
   imagesPrefix,
   type LeaseRecord,
   leasesPrefix,
@@ -122,7 +124,18 @@ export class MetadataGarbageCollector implements GarbageCollector {
   private async run(): Promise<GcStats> {
     const started = performance.now();
     const stats = await this.meta.exclusive(async (locked) => {
-      const swept = await locked.update((tx) => sweepMetadata(tx, new Date()));
+      const abortIngest = async (backendRef: string): Promise<boolean> => {
+        if (!this.content) return true;
+        try {
+          await this.content.abort(backendRef);
+          return true;
+        } catch (err) {
+          if (isNotFound(err)) return true;
+          // A writer still has it open: it is in use, not abandoned.
+          return false;
+        }
+      };
+      const swept = await locked.update((tx) => sweepMetadata(tx, new Date(), abortIngest));
       const snapshotsRemoved = await this.sweepSnapshotters(swept.referenced);
       let blobsDeleted = 0;
       if (this.content) {
@@ -142,14 +155,15 @@ export class MetadataGarbageCollector implements GarbageCollector {
       return { ...swept.stats, blobsDeleted, snapshotsDeleted: snapshotsRemoved };
     });
     const result = { ...stats, durationMs: performance.now() - started };
-    const removed = result.contentDeleted + result.blobsDeleted + result.leasesExpired + result.snapshotsDeleted;
+    const removed =
+      result.contentDeleted + result.blobsDeleted + result.leasesExpired + result.snapshotsDeleted + result.ingestsAborted;
     (removed > 0 ? this.log.info : this.log.debug)('garbage collected', { ...result });
     return result;
   }
 }
 
 function emptyStats(): GcStats {
-  return { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, durationMs: 0 };
+  return { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0, durationMs: 0 };
 }
 
 async function namespaces(tx: ReadTx): Promise<string[]> {
@@ -177,10 +191,11 @@ export interface Referenced {
  * Nodes are blobs (`c:<digest>`) and snapshots (`s:<snapshotter>:<key>`);
  * edges are containerd's gc.ref labels and snapshot parents.
  */
-async function sweepMetadata(tx: WriteTx, now: Date) {
+async function sweepMetadata(tx: WriteTx, now: Date, abortIngest: (backendRef: string) => Promise<boolean>) {
   let contentDeleted = 0;
   let leasesExpired = 0;
   let snapshotsDeleted = 0;
+  let ingestsAborted = 0;
   const referenced: Referenced = { blobs: new Set(), snapshots: new Map() };
   for (const ns of await namespaces(tx)) {
     const blobs = new Map<string, BlobRecord>();
@@ -232,6 +247,7 @@ async function sweepMetadata(tx: WriteTx, now: Date) {
       const lease = await tx.getJSON<LeaseRecord>(['v1', ns, 'leases', id]);
       if (!lease || isExpired(lease.labels, now)) continue;
       if (type === 'content') mark(`c:${resource}`);
+      else if (type === 'ingests') mark(`i:${resource}`);
       else if (type.startsWith('snapshots/')) mark(snapshotNode(type.slice('snapshots/'.length), resource));
     }
 
@@ -255,6 +271,17 @@ async function sweepMetadata(tx: WriteTx, now: Date) {
         contentDeleted++;
       }
     }
+    // Ingests: kept while a lease holds them or, outside leases, until they expire; others are aborted.
+    for await (const [key, value] of tx.range(ingestsPrefix(ns))) {
+      const ref = key[4] ?? '';
+      const record = parseJSON<IngestRecord>(value);
+      const expired = record.expireAt ? Date.parse(record.expireAt) <= now.getTime() : true;
+      if (marked.has(`i:${ref}`) || !expired) continue;
+      if (await abortIngest(record.backendRef)) {
+        tx.del(key);
+        ingestsAborted++;
+      }
+    }
     for (const [node, record] of snapshots) {
       const [, snapshotter = '', ...rest] = node.split(':');
       if (marked.has(node)) {
@@ -267,7 +294,7 @@ async function sweepMetadata(tx: WriteTx, now: Date) {
       }
     }
   }
-  return { referenced, stats: { contentDeleted, leasesExpired, snapshotsDeleted } };
+  return { referenced, stats: { contentDeleted, leasesExpired, snapshotsDeleted, ingestsAborted } };
 }
 
 /** Snapshotter ids never contain ':', so the node name splits back unambiguously. */

@@ -46,7 +46,16 @@ export interface IngestRecord {
   backendRef: string;
   expected: string;
   createdAt: string;
+  /**
+   * For an ingest opened outside any lease: after this the collector may abort
+   * it (containerd gives such ingests 24 hours). Leased ingests live as long as
+   * their lease holds them.
+   */
+  expireAt?: string;
 }
+
+/** How long an ingest outside any lease is kept, as containerd. */
+export const UNLEASED_INGEST_TTL_MS = 24 * 60 * 60 * 1000;
 
 export interface ImageRecord {
   labels: Record<string, string>;

@@ -36,7 +36,7 @@ const gc: GarbageCollector = {
   schedule: () => {
     scheduled++;
   },
-  collect: async (): Promise<GcStats> => ({ contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, durationMs: 0 }),
+  collect: async (): Promise<GcStats> => ({ contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0, durationMs: 0 }),
 };
 
 before(async () => {

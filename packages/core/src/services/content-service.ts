@@ -32,6 +32,7 @@ import {
   blobsPrefix,
   type IngestRecord,
   ingestKey,
+  UNLEASED_INGEST_TTL_MS,
   ingestsPrefix,
   leaseKey,
   leaseResourceKey,
@@ -168,7 +169,9 @@ export class ContentServiceImpl implements ContentService {
           expected: opts.expected ?? '',
           createdAt: nowISO(),
         };
-        if (!existing) tx.putJSON(ingestKey(ns, opts.ref), record);
+        // Every (re)opening outside a lease restarts the unleased ingest's 24 hours.
+        const expireAt = ctx.lease ? undefined : new Date(Date.now() + UNLEASED_INGEST_TTL_MS).toISOString();
+        if (!existing || existing.expireAt !== expireAt) tx.putJSON(ingestKey(ns, opts.ref), { ...record, expireAt });
       });
     } catch (err) {
       await backend.close();

@@ -30,7 +30,7 @@ const gc: GarbageCollector = {
   },
   collect: async (): Promise<GcStats> => {
     calls.push('collect');
-    return { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, durationMs: 0 };
+    return { contentDeleted: 0, blobsDeleted: 0, leasesExpired: 0, snapshotsDeleted: 0, ingestsAborted: 0, durationMs: 0 };
   },
 };
 
