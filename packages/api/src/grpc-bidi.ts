@@ -34,15 +34,15 @@ interface ConnectionInternals {
  * with the namespace and lease headers of `opts`. Protobuf messages are plain
  * objects with camelCase fields, as for ServiceClient's calls.
  */
-export function bidiStream<Req extends object = Record<string, any>, Res = Record<string, any>>(
+export function bidiStream<Req extends object = Record<string, unknown>, Res = Record<string, unknown>>(
   conn: GrpcConnection,
   service: string,
   method: string,
   opts: CallOptions = {},
 ): BidiStream<Req, Res> {
-  // GrpcConnection keeps its channel private to the package; this file is part of it.
-  const internals = { client: conn['client'], root: conn['root'] ?? protoRoot(), address: conn.address } as ConnectionInternals;
-  const m = lookupService(internals.root, service).methods[method];
+  // GrpcConnection keeps its channel and protos private to this package, which this file is part of.
+  const internals = conn as unknown as ConnectionInternals;
+  const m = lookupService(internals.root ?? protoRoot(), service).methods[method];
   if (!m) throw new Error(`${service} has no method ${method}`);
   if (!m.requestStream || !m.responseStream) throw new Error(`${service}.${method} is not a bidirectional stream`);
   const reqType = m.resolvedRequestType as protobuf.Type;
@@ -70,7 +70,8 @@ export function bidiStream<Req extends object = Record<string, any>, Res = Recor
     w?.();
   };
   const toError = (err: grpc.ServiceError): BerthError => {
-    if (err.code === GrpcCode.UNAVAILABLE) {
+    // Only a failed connection is about reaching the daemon; "ref locked" is Unavailable too.
+    if (err.code === GrpcCode.UNAVAILABLE && /No connection established|connect E[A-Z]+|Connection dropped|Failed to connect/i.test(err.details ?? '')) {
       return errorFromGrpc(err.code, `cannot reach ${internals.address}: ${err.details} (is the daemon running?)`);
     }
     if (err.code === GrpcCode.CANCELLED && opts.signal?.aborted) return new CanceledError('request canceled');

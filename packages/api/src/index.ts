@@ -13,4 +13,4 @@ export {
   type UnaryHandler,
 } from './grpc-server.js';
 export { loadProtoRoot, PROTO_DIR, protoRoot } from './proto-root.js';
-export { EventCodec } from './services/events.js';
+export { EventCodec, eventsHandlers } from './services/events.js';

@@ -1,9 +1,15 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type CliIO, CommandContext } from './command-context.js';
+import { registerContainers } from './commands/containers.js';
+import { registerContent } from './commands/content.js';
 import { registerEvents } from './commands/events.js';
+import { registerImages } from './commands/images.js';
 import { registerImagesRemote } from './commands/images-remote.js';
+import { registerLeases } from './commands/leases.js';
 import { registerNamespaces } from './commands/namespaces.js';
 import { registerPlugins } from './commands/plugins.js';
+import { registerRun } from './commands/run.js';
+import { registerTasks } from './commands/tasks.js';
 import { CLI_VERSION, registerVersion } from './commands/version.js';
 import { type ExitCode, UsageError } from './exit-code.js';
 import { parseDuration } from './format.js';
@@ -39,11 +45,19 @@ export function createProgram(io: CliIO): { program: Command; ctx: CommandContex
       outputError: (str, write) => write(str.replace(/^error: /, 'berth: ')),
     })
     .showHelpAfterError(`(run 'berth --help' for usage)`);
+  // As ctr: global options go before the command, so that `berth run IMAGE ID CMD -n …` leaves `-n` to CMD.
+  program.enablePositionalOptions();
   registerVersion(program, ctx);
   registerNamespaces(program, ctx);
   registerPlugins(program, ctx);
   registerEvents(program, ctx);
+  registerContent(program, ctx);
+  registerLeases(program, ctx);
+  registerImages(program, ctx);
   registerImagesRemote(program, ctx);
+  registerRun(program, ctx);
+  registerContainers(program, ctx);
+  registerTasks(program, ctx);
   return { program, ctx };
 }
 

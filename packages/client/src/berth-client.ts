@@ -1,6 +1,7 @@
 import { GrpcConnection } from '@berth/api';
 import type { Labels, Lease, PluginInfo, ServerInfo } from '@berth/plugin-api';
 import { ClientContext, type RequestOptions } from './client-context.js';
+import { ContainersClient } from './containers-client.js';
 import { ContentClient } from './content-client.js';
 import { EventsClient } from './events-client.js';
 import { type HealthStatus, HealthClient } from './health-client.js';
@@ -8,6 +9,8 @@ import { ImagesClient } from './images-client.js';
 import { IntrospectionClient } from './introspection-client.js';
 import { contextLease, DEFAULT_LEASE_EXPIRY_MS, LeasedClientContext, LeasesClient } from './leases-client.js';
 import { NamespacesClient } from './namespaces-client.js';
+import { type RunOptions, type RunResult, runContainer } from './run.js';
+import { TasksClient } from './tasks-client.js';
 import { type VersionInfo, VersionClient } from './version-client.js';
 
 export const DEFAULT_ADDRESS = '/run/berth/berthd.sock';
@@ -35,6 +38,8 @@ export class BerthClient {
   readonly content: ContentClient;
   readonly images: ImagesClient;
   readonly leases: LeasesClient;
+  readonly containers: ContainersClient;
+  readonly tasks: TasksClient;
   private readonly introspection: IntrospectionClient;
   private readonly versionService: VersionClient;
   private readonly healthService: HealthClient;
@@ -54,6 +59,8 @@ export class BerthClient {
     this.content = new ContentClient(this.context);
     this.images = new ImagesClient(this.context);
     this.leases = new LeasesClient(this.context);
+    this.containers = new ContainersClient(this.context);
+    this.tasks = new TasksClient(this.context);
     this.introspection = new IntrospectionClient(this.context);
     this.versionService = new VersionClient(this.context);
     this.healthService = new HealthClient(this.context);
@@ -83,6 +90,7 @@ export class BerthClient {
    * has made it reachable (an image, a container); then delete the lease. The
    * lease expires after 24 hours should this process die first (containerd's
    * client does the same). Inside another `withLease`, reuses that lease.
+   * The client given to `fn` shares this one's connection: do not close it.
    */
   async withLease<T>(
     fn: (client: BerthClient, lease: string) => Promise<T>,
@@ -116,6 +124,15 @@ export class BerthClient {
 
   plugins(filters: readonly string[] = [], opts?: RequestOptions): Promise<PluginInfo[]> {
     return this.introspection.plugins(filters, opts);
+  }
+
+  /**
+   * Run a container from an unpacked image, as `ctr run`: create it, start
+   * its task with stdio through FIFOs, wait (unless detached) and report the
+   * exit status; see RunOptions.
+   */
+  run(opts: RunOptions): Promise<RunResult> {
+    return runContainer(this, opts);
   }
 
   /** Close the connection shared by this client and those made with `withNamespace`. */

@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { BerthClient } from './berth-client.js';
 import { WRITE_CHUNK_BYTES } from './content-client.js';
+import { LeasedClientContext } from './leases-client.js';
 import { sha256 } from './oci/test-images.js';
 import { engineAvailability, startEngine, type TestEngine } from './test-engines.js';
 
@@ -28,7 +29,11 @@ for (const { name, skip } of engines) {
 
     before(async () => {
       engine = await startEngine(name);
-      client = new BerthClient({ address: engine.address, namespace: 'berth-content-test' });
+      const base = new BerthClient({ address: engine.address, namespace: 'berth-content-test' });
+      // Every blob here is unreferenced: hold them all in a lease, or a collection
+      // after any deletion (containerd's and berthd's GC alike) could take one mid-test.
+      const lease = await base.leases.create({ id: 'content-suite' });
+      client = new BerthClient(new LeasedClientContext(base.context, lease.id));
     });
     after(async () => {
       client?.close();
@@ -119,6 +124,17 @@ for (const { name, skip } of engines) {
       assert.equal(fresh.digest, sha256('fresh'));
       await client.content.delete(digest);
       await client.content.delete(fresh.digest);
+    });
+
+    it('waits for a ref another writer holds, then resumes after it', async () => {
+      const data = Buffer.from('first half|second half');
+      const a = await client.content.openWriter('locked-1');
+      await a.write(data.subarray(0, 11));
+      await assert.rejects(client.content.openWriter('locked-1', { lockWaitMs: 0 }), /locked/);
+      const b = client.content.ingest('locked-1', data, { expected: sha256(data) });
+      await new Promise((r) => setTimeout(r, 100));
+      await a.close();
+      assert.equal((await b).digest, sha256(data));
     });
 
     it('aborts an ingest', async () => {

@@ -1,11 +1,15 @@
 import { type BidiStream, bidiStream, fromTimestamp, type ServiceClient, type Timestamp } from '@berth/api';
 import {
   type ContentInfo,
+  errorKindOf,
+  errorMessage,
   FailedPreconditionError,
   type IngestStatus,
   InvalidArgumentError,
   isAlreadyExists,
+  isNotFound,
   type Labels,
+  NotFoundError,
 } from '@berth/plugin-api';
 import { createHash, type Hash } from 'node:crypto';
 import type { ClientContext, RequestOptions } from './client-context.js';
@@ -336,9 +340,23 @@ export class ContentClient {
   /**
    * Open the ingest `ref` for writing by hand (what `ingest` does for you):
    * for fetchers that stream a blob from elsewhere and resume at `writer.offset`.
+   * While another writer holds the ref ("ref … locked"), waits and retries
+   * with backoff, as containerd's content.OpenWriter does, for up to
+   * `lockWaitMs` (default 60 s) or until `signal` aborts.
    */
-  openWriter(ref: string, opts: WriterOptions = {}): Promise<ContentWriter> {
-    return ContentWriter.open(this.ctx, ref, opts);
+  async openWriter(ref: string, opts: WriterOptions & { readonly lockWaitMs?: number } = {}): Promise<ContentWriter> {
+    const deadline = Date.now() + (opts.lockWaitMs ?? 60_000);
+    let backoff = 16;
+    for (;;) {
+      try {
+        return await ContentWriter.open(this.ctx, ref, opts);
+      } catch (err) {
+        const locked = errorKindOf(err) === 'unavailable' && /locked/.test(errorMessage(err));
+        if (!locked || Date.now() >= deadline || opts.signal?.aborted) throw err;
+        await new Promise((r) => setTimeout(r, Math.random() * backoff));
+        backoff = Math.min(backoff * 2, 2048);
+      }
+    }
   }
 
   /**
@@ -347,10 +365,19 @@ export class ContentClient {
    * interrupted ingest of the same ref (skipping the bytes the daemon already
    * has). When the daemon already has the blob, nothing is written and its
    * info comes back. Abort with `signal`; the ingest then stays, to be resumed.
+   * A blob nothing refers to (no lease, no `containerd.io/gc.root` label, no
+   * parent) may be garbage collected at any moment, as in containerd.
    */
   async ingest(ref: string, source: ContentSource, opts: IngestOptions = {}): Promise<ContentInfo> {
     const result = await this.ingestWithDigest(ref, source, opts);
-    return this.info(result.digest, opts);
+    try {
+      return await this.info(result.digest, opts);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      throw new NotFoundError(
+        `blob ${result.digest} was committed and at once garbage collected: nothing refers to it (ingest under a lease, or label it containerd.io/gc.root)`,
+      );
+    }
   }
 
   /**

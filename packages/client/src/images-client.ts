@@ -6,6 +6,8 @@ import { ContentClient } from './content-client.js';
 import { LeasesClient } from './leases-client.js';
 import { type ExportOptions, exportArchive } from './oci/archive-exporter.js';
 import { type ImportOptions, importArchive } from './oci/archive-importer.js';
+import { imagePlatforms, imageSize } from './oci/image-walk.js';
+import { hostPlatform, type OciPlatform, Platforms, parsePlatform } from './oci/platforms.js';
 
 /** containerd.types.Descriptor as decoded. */
 export interface WireDescriptor {
@@ -109,6 +111,21 @@ export class ImagesClient {
       { name, sync: !!opts.sync, ...(opts.target ? { target: descriptorToWire(opts.target) } : {}) },
       this.ctx.call(opts),
     );
+  }
+
+  /**
+   * Bytes the image takes for one platform (default: this host's and what it
+   * runs, as `ctr images ls`): index, manifest, config and layers.
+   * NotFoundError when some of that content is not here.
+   */
+  size(target: Descriptor, opts: RequestOptions & { readonly platform?: string } = {}): Promise<number> {
+    const matcher = opts.platform ? Platforms.strict(parsePlatform(opts.platform)) : Platforms.only(hostPlatform());
+    return imageSize(new ContentClient(this.ctx), target, matcher, opts);
+  }
+
+  /** The platforms the image offers (from its index, or its config). */
+  platforms(target: Descriptor, opts?: RequestOptions): Promise<OciPlatform[]> {
+    return imagePlatforms(new ContentClient(this.ctx), target, opts);
   }
 
   /**

@@ -48,8 +48,9 @@ export class LeasedClientContext extends ClientContext {
     super(base.connection, base.namespace, base.timeout);
   }
 
+  /** Leases belong to a namespace: the sibling for another one carries none. */
   override withNamespace(namespace: string): ClientContext {
-    return new LeasedClientContext(super.withNamespace(namespace), this.lease);
+    return new ClientContext(this.connection, namespace, this.timeout);
   }
 
   override call(opts?: RequestOptions): CallOptions {

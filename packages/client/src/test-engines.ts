@@ -37,7 +37,7 @@ export async function startContainerd(): Promise<TestEngine> {
       `root = ${JSON.stringify(join(dir, 'root'))}`,
       `state = ${JSON.stringify(join(dir, 'state'))}`,
       // Nothing here needs Kubernetes or the odd snapshotters; leaving them out starts faster.
-      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]',
+      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.internal.v1.opt"]',
       '[grpc]',
       `  address = ${JSON.stringify(address)}`,
       '[ttrpc]',

@@ -42,7 +42,7 @@ export function applyLabelPaths(
   update: Readonly<Record<string, string>>,
   paths: readonly string[],
 ): Record<string, string> {
-  if (paths.length === 0) return dropEmpty(update);
+  if (paths.length === 0) return dropEmptyLabels(update);
   let next: Record<string, string> = { ...current };
   for (const path of paths) {
     if (path === 'labels') {
@@ -58,10 +58,11 @@ export function applyLabelPaths(
       throw new InvalidArgumentError(`cannot update ${JSON.stringify(path)} field`);
     }
   }
-  return dropEmpty(next);
+  return dropEmptyLabels(next);
 }
 
-function dropEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
+/** containerd stores no label with an empty value: setting one to "" removes it. */
+export function dropEmptyLabels(labels: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
 }
 

@@ -1,9 +1,11 @@
 import {
+  AlreadyExistsError,
   type ContentIngest,
   type ContentInfo,
   type ContentService,
   InvalidArgumentError,
   type IngestStatus,
+  OutOfRangeError,
   type RequestContext,
 } from '@berth/plugin-api';
 import { toTimestamp } from '../codec.js';
@@ -73,41 +75,48 @@ export function contentHandlers(svc: ContentService) {
  */
 async function write(svc: ContentService, reqs: AsyncIterable<Req>, ctx: RequestContext, send: (res: object) => Promise<void>) {
   let ingest: ContentIngest | undefined;
-  let status: IngestStatus | undefined;
+  let startedAt = new Date();
+  let total = 0;
+  let expected = '';
   try {
     for await (const req of reqs) {
       if (!ingest) {
         if (!req.ref) throw new InvalidArgumentError('first message must have a reference');
-        ingest = await svc.writer(ctx, { ref: req.ref, total: Number(req.total ?? 0), expected: req.expected ?? '' });
-        status = await ingest.status();
+        expected = req.expected ?? '';
+        ingest = await svc.writer(ctx, { ref: req.ref, total: Number(req.total ?? 0), expected });
+        const status = await ingest.status();
+        startedAt = status.startedAt;
+        total = status.total;
       }
       const action = req.action ?? WriteAction.STAT;
-      let digest = '';
-      let total = status?.total ?? 0;
-      if (action === WriteAction.WRITE || action === WriteAction.COMMIT) {
+      if (action !== WriteAction.STAT && action !== WriteAction.WRITE && action !== WriteAction.COMMIT) {
+        throw new InvalidArgumentError(`unknown write action ${action}`);
+      }
+      if (action !== WriteAction.STAT) {
+        if (Number(req.total) > 0) total = Number(req.total);
+        if (req.expected && req.expected !== expected) {
+          // As containerd: naming a digest the namespace already has ends the write.
+          expected = req.expected;
+          const have = await svc.info(ctx, expected).then(
+            () => true,
+            () => false,
+          );
+          if (have) throw new AlreadyExistsError(`blob with expected digest ${expected} exists`);
+        }
         const offset = Number(req.offset ?? 0);
-        if (req.total > 0) total = Number(req.total);
         const data: Uint8Array = req.data ?? new Uint8Array();
         if (data.byteLength > 0 || offset !== ingest.offset) {
           if (offset === 0 && ingest.offset > 0) await ingest.truncate(0);
           else if (offset !== ingest.offset) {
-            throw new InvalidArgumentError(`write at offset ${offset}, but the ingest is at ${ingest.offset}`);
+            throw new OutOfRangeError(`write @${offset} must occur at current offset ${ingest.offset}`);
           }
           await ingest.write(data);
         }
-        if (action === WriteAction.COMMIT) {
-          digest = await ingest.commit(total, req.expected ?? '', req.labels ?? {});
-        }
-      } else if (action === WriteAction.STAT) {
-        status = await ingest.status();
-        total = status.total;
-        digest = ingest.digest();
-      } else {
-        throw new InvalidArgumentError(`unknown write action ${action}`);
       }
+      const digest = action === WriteAction.COMMIT ? await ingest.commit(total, req.expected ?? '', req.labels ?? {}) : ingest.digest();
       await send({
         action,
-        startedAt: toTimestamp(status?.startedAt ?? new Date()),
+        startedAt: toTimestamp(startedAt),
         updatedAt: toTimestamp(new Date()),
         offset: ingest.offset,
         total,

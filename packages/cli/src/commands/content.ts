@@ -116,6 +116,8 @@ export async function getContent(ctx: CommandContext, digest: string): Promise<v
 export interface IngestCommandOptions {
   readonly expectedDigest?: string;
   readonly expectedSize?: number;
+  /** `KEY=VALUE` labels set at commit (berth's addition to ctr's flags). */
+  readonly label?: string[];
 }
 
 /** `berth content ingest REF`: a blob from stdin; prints nothing, as ctr. */
@@ -124,6 +126,7 @@ export async function ingestContent(ctx: CommandContext, ref: string, opts: Inge
   await ctx.client.content.ingest(ref, stdinOf(ctx), {
     ...(opts.expectedDigest ? { expected: opts.expectedDigest } : {}),
     ...(opts.expectedSize ? { total: opts.expectedSize } : {}),
+    ...(opts.label?.length ? { labels: parseLabels(opts.label) } : {}),
   });
 }
 
@@ -210,6 +213,7 @@ export function registerContent(program: Command, ctx: CommandContext): void {
     .argument('<ref>', 'ingest reference (names the transaction)')
     .option('--expected-digest <digest>', 'verify the content against this digest')
     .option('--expected-size <bytes>', 'verify the content against this size', byteCount)
+    .option('--label <KEY=VALUE...>', 'label the blob at commit (e.g. containerd.io/gc.root=… so GC keeps it)')
     .action((ref: string, opts: IngestCommandOptions) => ingestContent(ctx, ref, opts));
   content
     .command('delete')

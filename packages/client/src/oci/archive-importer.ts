@@ -16,7 +16,7 @@ import { createGunzip } from 'node:zlib';
 import type { ClientContext, RequestOptions } from '../client-context.js';
 import { ContentClient } from '../content-client.js';
 import type { ImagesClient } from '../images-client.js';
-import { DEFAULT_LEASE_EXPIRY_MS, LeasedClientContext, type LeasesClient } from '../leases-client.js';
+import { contextLease, DEFAULT_LEASE_EXPIRY_MS, LeasedClientContext, type LeasesClient } from '../leases-client.js';
 import { dockerManifestJson, indexJson, type OciDescriptor } from './go-json.js';
 import {
   Annotation,
@@ -94,7 +94,8 @@ const invalid = (message: string) => new InvalidArgumentError(message);
 
 /**
  * Import an OCI image layout or `docker save` tarball: see ImagesClient.importArchive.
- * Everything happens under a lease that is dropped (and collected) on failure.
+ * Everything happens under a lease that is dropped (and collected) on failure;
+ * when the client already carries a lease, that one is used and left to its owner.
  */
 export async function importArchive(
   deps: ImportDeps,
@@ -102,17 +103,19 @@ export async function importArchive(
   opts: ImportOptions = {},
 ): Promise<Image[]> {
   const input = typeof source === 'string' ? await openFile(source) : source;
-  const lease = await deps.leases.create({ expireAfterMs: DEFAULT_LEASE_EXPIRY_MS, ...withSignal(opts) });
-  const leased = new LeasedClientContext(deps.context, lease.id);
+  // Inside the caller's lease (client.withLease), everything joins it and the caller releases it.
+  const callerLease = contextLease(deps.context);
+  const lease = callerLease ?? (await deps.leases.create({ expireAfterMs: DEFAULT_LEASE_EXPIRY_MS, ...withSignal(opts) })).id;
+  const leased = callerLease ? deps.context : new LeasedClientContext(deps.context, lease);
   const importer = new ArchiveImporter(new ContentClient(leased), deps.images, opts);
   try {
     const images = await importer.run(input);
-    await deps.leases.delete(lease.id, withSignal(opts));
+    if (!callerLease) await deps.leases.delete(lease, withSignal(opts));
     return images;
   } catch (err) {
     await importer.abortIngest();
     // Synchronously, so that whatever the archive brought is gone when we report.
-    await deps.leases.delete(lease.id, { sync: true }).catch(() => {});
+    if (!callerLease) await deps.leases.delete(lease, { sync: true }).catch(() => {});
     throw err;
   }
 }

@@ -251,6 +251,12 @@ export class TarWriter {
     await this.header(name.endsWith('/') ? name : `${name}/`, '5', 0, mode);
   }
 
+  /** A symbolic link (docker save links a layer shared by two images). */
+  async symlink(name: string, target: string): Promise<void> {
+    if (Buffer.byteLength(target) > 100) throw new Error(`tar entry ${name}: link target longer than 100 bytes`);
+    await this.header(name, '2', 0, 0o777, target);
+  }
+
   /** A regular file of `size` bytes from `body`; the body must yield exactly that many. */
   async file(name: string, size: number, body: AsyncIterable<Uint8Array> | Uint8Array, opts: TarFileOptions = {}): Promise<void> {
     await this.header(name, '0', size, opts.mode ?? 0o644);
@@ -270,7 +276,7 @@ export class TarWriter {
     await this.write(Buffer.alloc(BLOCK * 2));
   }
 
-  private async header(name: string, flag: string, size: number, mode: number): Promise<void> {
+  private async header(name: string, flag: string, size: number, mode: number, linkname = ''): Promise<void> {
     const nameBytes = Buffer.byteLength(name);
     const needsPax = nameBytes > 100 || size > 0o77777777777;
     if (needsPax) {
@@ -282,7 +288,7 @@ export class TarWriter {
       await this.write(data);
       await this.write(Buffer.alloc(padding(data.length)));
     }
-    await this.write(encodeHeader(nameBytes > 100 ? name.slice(0, 100) : name, flag, size > 0o77777777777 ? 0 : size, mode));
+    await this.write(encodeHeader(nameBytes > 100 ? name.slice(0, 100) : name, flag, size > 0o77777777777 ? 0 : size, mode, linkname));
   }
 
   private async write(buf: Uint8Array): Promise<void> {
@@ -304,7 +310,7 @@ function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, '0')}\0`;
 }
 
-function encodeHeader(name: string, flag: string, size: number, mode: number): Buffer {
+function encodeHeader(name: string, flag: string, size: number, mode: number, linkname = ''): Buffer {
   const h = Buffer.alloc(BLOCK);
   h.write(name, 0, 100, 'utf8');
   h.write(octal(mode & 0o7777, 8), 100, 'ascii');
@@ -314,6 +320,7 @@ function encodeHeader(name: string, flag: string, size: number, mode: number): B
   h.write(octal(0, 12), 136, 'ascii'); // mtime
   h.write('        ', 148, 'ascii');
   h.write(flag, 156, 'ascii');
+  h.write(linkname, 157, 100, 'utf8');
   h.write('ustar\x0000', 257, 'latin1');
   let sum = 0;
   for (const b of h) sum += b;

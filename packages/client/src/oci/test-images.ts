@@ -42,7 +42,9 @@ export class BufferSink extends Writable {
 export interface TarFile {
   readonly name: string;
   readonly data?: Buffer | string;
-  readonly type?: 'file' | 'directory';
+  readonly type?: 'file' | 'directory' | 'symlink';
+  /** For a symlink. */
+  readonly target?: string;
 }
 
 /** A tar archive of the given files, in order (names taken as they are, hostile ones included). */
@@ -51,6 +53,7 @@ export async function tarOf(files: readonly TarFile[]): Promise<Buffer> {
   const tar = new TarWriter(sink);
   for (const f of files) {
     if (f.type === 'directory') await tar.directory(f.name);
+    else if (f.type === 'symlink') await tar.symlink(f.name, f.target ?? '');
     else {
       const data = Buffer.isBuffer(f.data) ? f.data : Buffer.from(f.data ?? '');
       await tar.file(f.name, data.length, data);

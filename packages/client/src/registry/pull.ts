@@ -299,6 +299,12 @@ class Puller {
       try {
         let offset = w.offset;
         const shared = attempt === 0 && offset === desc.size;
+        if (offset > desc.size && attempt < retries) {
+          // Not a prefix of this blob (a stale ingest under its ref): start over.
+          await w.close();
+          await this.content.abort(ref);
+          continue;
+        }
         if (offset > desc.size) throw new DigestMismatchError(desc.digest, `(an ingest of ${offset} bytes)`, 'blob');
         if (offset < desc.size) {
           tracker.start('downloading', offset);

@@ -2,11 +2,13 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type { Descriptor } from '@berth/plugin-api';
 import { MediaType } from './media-types.js';
 import type { Platform } from './platform.js';
+import { RegistryClient } from './registry-client.js';
 
 /*
  * Test images built on the spot: tar layers gzipped, an OCI config and
@@ -133,6 +135,28 @@ export function buildImage(dir: string, spec: ImageSpec = {}): BuiltImage {
     JSON.stringify({ schemaVersion: 2, manifests: [{ ...target, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }),
   );
   return { dir, target, manifests, blobs };
+}
+
+/**
+ * Push with berth's own RegistryClient (plain HTTP): for Docker media types,
+ * which skopeo does not read from an OCI layout.
+ */
+export async function pushBuilt(image: BuiltImage, host: string, repository: string, tag: string): Promise<void> {
+  const client = new RegistryClient(host, { plainHttp: true });
+  try {
+    for (const m of image.manifests) {
+      for (const b of [m.config, ...m.layers]) {
+        if (!(await client.hasBlob(repository, b.digest, { push: true }))) {
+          await client.pushBlob(repository, b, (offset) => Readable.from([(image.blobs.get(b.digest) as Buffer).subarray(offset)]));
+        }
+      }
+      const single = image.manifests.length === 1;
+      await client.pushManifest(repository, single ? tag : m.manifest.digest, m.manifest, image.blobs.get(m.manifest.digest) as Buffer);
+    }
+    if (image.manifests.length > 1) await client.pushManifest(repository, tag, image.target, image.blobs.get(image.target.digest) as Buffer);
+  } finally {
+    client.close();
+  }
 }
 
 /** `skopeo copy` the layout to `docker://host/repo:tag` over plain HTTP (or TLS without verification). */

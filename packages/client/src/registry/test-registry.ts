@@ -107,23 +107,23 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   const child = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
+    stderr = (stderr + d.toString()).slice(-4000);
   });
+  // A test process that dies without its after() hooks must not leave registries behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const close = async () => {
+    process.removeListener('exit', killOnExit);
+    await stop(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     await waitForHttp(host, !!opts.tls, child, () => stderr);
   } catch (err) {
-    child.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    await close();
     throw err;
   }
-  return {
-    host,
-    dir,
-    close: async () => {
-      await stop(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { host, dir, close };
 }
 
 async function waitForHttp(host: string, tls: boolean, child: ChildProcess, log: () => string): Promise<void> {

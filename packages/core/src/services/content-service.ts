@@ -1,11 +1,13 @@
 import {
   AlreadyExistsError,
   applyLabelPaths,
+  dropEmptyLabels,
   type ContentIngest,
   type ContentInfo,
   type ContentService,
   ContentStore,
   EventExchange,
+  FailedPreconditionError,
   type FieldAdaptor,
   GarbageCollector,
   type IngestStatus,
@@ -104,8 +106,8 @@ export class ContentServiceImpl implements ContentService {
 
   async read(ctx: RequestContext, digest: string, offset = 0, size = 0): Promise<AsyncIterable<Uint8Array>> {
     await this.info(ctx, digest);
-    if (offset < 0 || size < 0) throw new InvalidArgumentError('offset and size must not be negative');
-    return this.store.read(digest, offset, size);
+    // As containerd: a negative offset reads from the start, a non-positive size to the end.
+    return this.store.read(digest, Math.max(0, offset), Math.max(0, size));
   }
 
   async status(ctx: RequestContext, ref: string): Promise<IngestStatus> {
@@ -156,7 +158,13 @@ export class ContentServiceImpl implements ContentService {
     if (!opts.ref) throw new InvalidArgumentError('ref must not be empty');
     if (opts.expected) {
       validateDigest('expected', opts.expected);
-      await this.shareExisting(ctx, ns, opts.expected);
+      const shared = await this.existing(ns, opts.expected);
+      if (shared) {
+        if (ctx.lease && !(await this.meta.view(async (tx) => (await tx.get(leaseKey(ns, ctx.lease as string))) !== undefined))) {
+          throw new NotFoundError(`lease "${ctx.lease}": not found`);
+        }
+        return new SharedIngest(opts.ref, ns, ctx, shared, this.meta, this.store);
+      }
     }
     const backend = await this.store.writer({ ...opts, ref: backendRef(ns, opts.ref) });
     try {
@@ -194,30 +202,80 @@ export class ContentServiceImpl implements ContentService {
   }
 
   /**
-   * A blob this namespace already has is AlreadyExists; one that another
-   * namespace committed is registered here first (no bytes move), then
-   * AlreadyExists — what containerd's clients expect.
+   * A blob this namespace already has is AlreadyExists. One that only other
+   * namespaces have needs no bytes: as containerd does, the ingest opens
+   * complete (offset = size) and the commit records it in this namespace.
    */
-  private async shareExisting(ctx: RequestContext, ns: string, digest: string): Promise<void> {
-    // Under the metadata lock, so garbage collection cannot remove the blob between the check and the record.
-    const shared = await this.meta.update(async (tx) => {
-      let size: number;
-      try {
-        size = (await this.store.info(digest)).size;
-      } catch (err) {
-        if (isNotFound(err)) return false;
-        throw err;
-      }
-      if ((await tx.get(blobKey(ns, digest))) === undefined) {
-        await tx.ensureNamespace(ns);
-        const now = nowISO();
-        tx.putJSON(blobKey(ns, digest), { size, createdAt: now, updatedAt: now, labels: {} } satisfies BlobRecord);
-      }
-      await joinLease(tx, ctx, ns, 'content', digest);
-      return true;
-    });
-    if (shared) throw new AlreadyExistsError(`content ${digest}: already exists`);
+  private async existing(ns: string, digest: string): Promise<{ digest: string; size: number } | undefined> {
+    if (await this.meta.view(async (tx) => (await tx.get(blobKey(ns, digest))) !== undefined)) {
+      throw new AlreadyExistsError(`content ${digest}: already exists`);
+    }
+    try {
+      return { digest, size: (await this.store.info(digest)).size };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
+}
+
+/** An ingest of a blob the store already holds for other namespaces: complete from the start. */
+class SharedIngest implements ContentIngest {
+  private readonly startedAt = new Date();
+
+  constructor(
+    readonly ref: string,
+    private readonly ns: string,
+    private readonly ctx: RequestContext,
+    private readonly blob: { digest: string; size: number },
+    private readonly meta: MetadataStore,
+    private readonly store: ContentStore,
+  ) {}
+
+  get offset(): number {
+    return this.blob.size;
+  }
+
+  digest(): string {
+    return this.blob.digest;
+  }
+
+  async status(): Promise<IngestStatus> {
+    const { size, digest } = this.blob;
+    return { ref: this.ref, offset: size, total: size, expected: digest, startedAt: this.startedAt, updatedAt: this.startedAt };
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (data.byteLength > 0) throw new FailedPreconditionError(`content ${this.blob.digest} is already complete`);
+  }
+
+  async truncate(): Promise<void> {}
+
+  async commit(size: number, expected: string, given: Labels = {}): Promise<string> {
+    const labels = dropEmptyLabels(given);
+    validateLabels('labels', labels);
+    if (size > 0 && size !== this.blob.size) {
+      throw new FailedPreconditionError(`unexpected commit size ${this.blob.size}, expected ${size}`);
+    }
+    if (expected && expected !== this.blob.digest) {
+      throw new FailedPreconditionError(`unexpected commit digest ${this.blob.digest}, expected ${expected}`);
+    }
+    const { digest } = this.blob;
+    const existed = await this.meta.update(async (tx) => {
+      // Under the metadata lock: garbage collection cannot take the blob between this check and the record.
+      await this.store.info(digest);
+      await joinLease(tx, this.ctx, this.ns, 'content', digest);
+      if ((await tx.get(blobKey(this.ns, digest))) !== undefined) return true;
+      await tx.ensureNamespace(this.ns);
+      const now = nowISO();
+      tx.putJSON(blobKey(this.ns, digest), { size: this.blob.size, createdAt: now, updatedAt: now, labels } satisfies BlobRecord);
+      return false;
+    });
+    if (existed) throw new AlreadyExistsError(`content ${digest}: already exists`);
+    return digest;
+  }
+
+  async close(): Promise<void> {}
 }
 
 /** One namespaced ingest over a backend writer. */
@@ -259,7 +317,8 @@ class NamespacedIngest implements ContentIngest {
    * garbage collection (which holds the metadata lock) never sees the blob
    * without its record.
    */
-  async commit(size: number, expected: string, labels: Labels = {}): Promise<string> {
+  async commit(size: number, expected: string, given: Labels = {}): Promise<string> {
+    const labels = dropEmptyLabels(given);
     validateLabels('labels', labels);
     if (expected) validateDigest('expected', expected);
     const written = this.backend.offset;

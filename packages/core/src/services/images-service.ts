@@ -1,6 +1,7 @@
 import {
   AlreadyExistsError,
   applyLabelPaths,
+  dropEmptyLabels,
   type Descriptor,
   EventExchange,
   FailedPreconditionError,
@@ -68,7 +69,7 @@ export class ImagesServiceImpl implements ImagesService {
       }
       await tx.ensureNamespace(ns);
       const now = nowISO();
-      const record: ImageRecord = { labels: dropEmpty(input.labels ?? {}), target: targetRecord(input.target), createdAt: now, updatedAt: now };
+      const record: ImageRecord = { labels: dropEmptyLabels(input.labels ?? {}), target: targetRecord(input.target), createdAt: now, updatedAt: now };
       tx.putJSON(imageKey(ns, input.name), record);
       tx.onCommit(() =>
         this.events.publish(ns, Topic.ImageCreate, { typeUrl: EventType.create, data: { name: input.name, labels: record.labels } }),
@@ -85,7 +86,7 @@ export class ImagesServiceImpl implements ImagesService {
       if (!current) throw new NotFoundError(`image "${input.name}": not found`);
       const next: ImageRecord = { ...current, updatedAt: nowISO() };
       if (paths.length === 0) {
-        next.labels = dropEmpty(input.labels ?? {});
+        next.labels = dropEmptyLabels(input.labels ?? {});
         next.target = targetRecord(input.target);
       } else {
         const labelPaths = paths.filter((p) => p === 'labels' || p.startsWith('labels.'));
@@ -139,7 +140,7 @@ function validateImage(image: ImageInput): void {
   if (!image.target) throw new InvalidArgumentError('image.target must be set');
   if (!image.target.mediaType) throw new InvalidArgumentError('image.target.mediaType must be set');
   validateDigest('image.target.digest', image.target.digest);
-  if (!(image.target.size >= 0)) throw new InvalidArgumentError('image.target.size must not be negative');
+  if (!(image.target.size > 0)) throw new InvalidArgumentError('image.target.size must be greater than zero');
 }
 
 function targetRecord(target: Descriptor | undefined): ImageRecord['target'] {
@@ -149,10 +150,6 @@ function targetRecord(target: Descriptor | undefined): ImageRecord['target'] {
     size: target?.size ?? 0,
     annotations: { ...(target?.annotations ?? {}) },
   };
-}
-
-function dropEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
 }
 
 function toImage(name: string, r: ImageRecord): Image {

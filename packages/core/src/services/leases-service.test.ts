@@ -92,9 +92,14 @@ test('a taken id is AlreadyExists; the same id in another namespace is another l
   assert.equal((await leases.list(B, [])).length, 1);
 });
 
-test('invalid ids and labels are InvalidArgument', async () => {
-  await assert.rejects(leases.create(A, { id: 'bad id' }), InvalidArgumentError);
-  await assert.rejects(leases.create(A, { id: '-x' }), InvalidArgumentError);
+test('any lease id is taken, as containerd does; bad labels are InvalidArgument', async () => {
+  // ctr generates ids such as "267566458--2yY"; containerd accepts even "bad id!".
+  assert.equal((await leases.create(A, { id: '267566458--2yY' })).id, '267566458--2yY');
+  assert.equal((await leases.create(A, { id: 'bad id!' })).id, 'bad id!');
+  await assert.rejects(leases.create(A, { id: 'nul\u0000id' }), InvalidArgumentError);
+  // Empty label values are dropped, not stored.
+  assert.deepEqual((await leases.create(A, { id: 'empties', labels: { a: '', b: '1' } })).labels, { b: '1' });
+  for (const id of ['267566458--2yY', 'bad id!', 'empties']) await leases.delete(A, id);
   await assert.rejects(leases.create(A, { id: 'ok', labels: { '': 'v' } }), InvalidArgumentError);
   await assert.rejects(leases.create(A, { id: 'ok', labels: { k: 'v'.repeat(5000) } }), InvalidArgumentError);
   assert.deepEqual(await leases.list(A, []), []);
@@ -154,16 +159,19 @@ test('resources are added, listed and deleted by type and id', async () => {
 test('resources are validated', async () => {
   await leases.create(A, { id: 'l' });
   const fails = (type: string, id: string) => assert.rejects(leases.addResource(A, 'l', { type, id }), InvalidArgumentError);
+  // Unknown resource types are Unimplemented, as containerd answers.
+  const unsupported = (type: string, id: string) =>
+    assert.rejects(leases.addResource(A, 'l', { type, id }), { name: 'NotImplementedError' });
   await fails('content', 'sha256:short');
   await fails('content', 'not-a-digest');
   await fails('content', '');
   await fails('ingests', '');
-  await fails('snapshots', 'key');
-  await fails('snapshots/', 'key');
-  await fails('containers', 'c1');
-  await fails('images', 'alpine');
-  await fails('', 'x');
-  await assert.rejects(leases.deleteResource(A, 'l', { type: 'bogus', id: 'x' }), InvalidArgumentError);
+  await unsupported('snapshots', 'key');
+  await unsupported('snapshots/', 'key');
+  await unsupported('containers', 'c1');
+  await unsupported('images', 'alpine');
+  await unsupported('', 'x');
+  await assert.rejects(leases.deleteResource(A, 'l', { type: 'bogus', id: 'x' }), { name: 'NotImplementedError' });
   assert.deepEqual(await leases.listResources(A, 'l'), []);
 });
 

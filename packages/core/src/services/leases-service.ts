@@ -1,5 +1,6 @@
 import {
   AlreadyExistsError,
+  dropEmptyLabels,
   type FieldAdaptor,
   GarbageCollector,
   InvalidArgumentError,
@@ -9,10 +10,10 @@ import {
   type LeasesService,
   MetadataStore,
   NotFoundError,
+  NotImplementedError,
   parseFilters,
   type RequestContext,
   validateDigest,
-  validateIdentifier,
   validateLabels,
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
@@ -38,8 +39,9 @@ export class LeasesServiceImpl implements LeasesService {
   async create(ctx: RequestContext, input: { id?: string; labels?: Record<string, string> }): Promise<Lease> {
     const ns = requireNamespace(ctx);
     const id = input.id || generateId();
-    validateIdentifier('lease.id', id);
-    const labels = { ...(input.labels ?? {}) };
+    // containerd takes any lease id (ctr makes ids like "267566458--2yY"); only NUL cannot be stored.
+    if (id.includes('\u0000')) throw new InvalidArgumentError('lease.id must not contain NUL');
+    const labels = dropEmptyLabels(input.labels ?? {});
     validateLabels('lease.labels', labels);
     return this.meta.update(async (tx) => {
       if ((await tx.get(leaseKey(ns, id))) !== undefined) throw new AlreadyExistsError(`lease "${id}": already exists`);
@@ -111,7 +113,7 @@ function validateResource(r: LeaseResource): void {
   if (r.type === 'content') validateDigest('resource.id', r.id);
   else if (r.type === 'ingests') return;
   else if (r.type.startsWith('snapshots/') && r.type.length > 'snapshots/'.length) return;
-  else throw new InvalidArgumentError(`unsupported resource type ${JSON.stringify(r.type)}`);
+  else throw new NotImplementedError(`unsupported resource type ${JSON.stringify(r.type)}`);
 }
 
 function generateId(): string {
