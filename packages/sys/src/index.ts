@@ -11,3 +11,29 @@ export {
   umount,
   unmountAll,
 } from './mount.js';
+export {
+  type ChildExit,
+  closeFd,
+  eventfd,
+  type FdWatch,
+  isChildSubreaper,
+  pidfdOpen,
+  pipe,
+  readEventfd,
+  reapPid,
+  reapPidfd,
+  setChildSubreaper,
+  setNonBlocking,
+  signalEventfd,
+  watchReadable,
+} from './process.js';
+export {
+  acceptConnection,
+  connectUnixSocket,
+  listenUnixSocket,
+  type ReceivedFd,
+  receiveFd,
+  sendFd,
+  UNIX_PATH_MAX,
+} from './socket.js';
+export { getWindowSize, openPty, setWindowSize, type WindowSize } from './terminal.js';

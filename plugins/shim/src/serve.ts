@@ -1,0 +1,159 @@
+import { errorMessage } from '@berth/plugin-api';
+import { flock, LOCK_EX, LOCK_NB, setChildSubreaper } from '@berth/sys';
+import { TtrpcServer } from '@berth/ttrpc';
+import { closeSync, constants, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import type { ContainerContext } from './container.js';
+import { EventPublisher } from './event-publisher.js';
+import type { ShimFlags } from './flags.js';
+import { OomWatcher } from './oom-watcher.js';
+import { Reaper } from './reaper.js';
+import { ShimLogger, ShimLogSink } from './shim-log.js';
+import { SHIM_INFO_SERVICE, shimProtoRoot, TASK_SERVICE } from './shim-proto.js';
+import { shimLockPath } from './socket-address.js';
+import { SHIM_VERSION, TaskService } from './task-service.js';
+
+/** Where console sockets go: runc connects to them, so their path must stay short. */
+const CONSOLE_DIR = '/run/berth/pty';
+/** How long an idle shim waits after its last Delete for the Shutdown that usually follows. */
+const IDLE_GRACE_MS = 1000;
+/** The descriptor `start` reads the shim's one-line report from. */
+const REPORT_FD = 3;
+
+function report(line: string): void {
+  try {
+    fstatSync(REPORT_FD);
+  } catch {
+    return; // started by hand: nobody listens
+  }
+  try {
+    writeSync(REPORT_FD, `${line}\n`);
+  } catch {}
+  try {
+    closeSync(REPORT_FD);
+  } catch {}
+}
+
+/**
+ * Takes the group lock for good (the process is about to exit) and unlinks
+ * its file, so a `start` that waited on it sees a stale file and takes the
+ * new one. False while a `start` holds it.
+ */
+function lockAndUnlink(path: string): boolean {
+  for (;;) {
+    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+    try {
+      flock(fd, LOCK_EX | LOCK_NB);
+    } catch {
+      closeSync(fd);
+      return false;
+    }
+    const held = fstatSync(fd);
+    let current: { ino: number; dev: number } | undefined;
+    try {
+      current = statSync(path);
+    } catch {}
+    if (current && current.ino === held.ino && current.dev === held.dev) {
+      rmSync(path, { force: true });
+      return true; // the descriptor stays open, and the lock with it, until exit
+    }
+    closeSync(fd);
+  }
+}
+
+/**
+ * The long-lived shim: a child subreaper serving containerd.task.v2.Task
+ * (and berth.shim.v1.Shim) on the group's socket, until its last container
+ * is deleted.
+ */
+export async function serve(flags: ShimFlags): Promise<void> {
+  const sink = new ShimLogSink();
+  const log = new ShimLogger(sink, flags.debug ? 'debug' : 'info', { namespace: flags.namespace });
+  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack ?? errorMessage(err) }));
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: errorMessage(err) }));
+
+  let ttrpc: TtrpcServer | undefined;
+  try {
+    if (!flags.socket) throw new Error('serve needs -socket');
+    if (!flags.namespace) throw new Error('shim namespace cannot be empty');
+    setChildSubreaper();
+    const reaper = new Reaper(log);
+    reaper.start();
+    const publisher = new EventPublisher(process.env.TTRPC_ADDRESS || undefined, log);
+    const oom = new OomWatcher(log);
+    const namespace = flags.namespace;
+    const ctx: ContainerContext = {
+      namespace,
+      reaper,
+      oom,
+      log,
+      consoleDir: CONSOLE_DIR,
+      publish: (topic, typeName, event) => publisher.publish(namespace, topic, typeName, event),
+    };
+    let exiting = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+
+    const exitNow = async (code: number) => {
+      exiting = true;
+      service.markClosing();
+      await ttrpc?.close();
+      await publisher.drain(2000);
+      publisher.close();
+      oom.close();
+      process.exit(code);
+    };
+    /** Exits if nothing holds the shim, once no `start` holds the group lock. */
+    const exitIfIdle = () => {
+      graceTimer = undefined;
+      if (exiting || !service.idle) return;
+      if (!lockAndUnlink(shimLockPath(flags.socket))) {
+        setTimeout(exitIfIdle, 50); // a `start` is choosing a shim: let it finish
+        return;
+      }
+      log.info('shim exiting: no containers left');
+      void exitNow(0);
+    };
+
+    const service: TaskService = new TaskService(ctx, {
+      idle(reason) {
+        if (reason === 'shutdown') setImmediate(exitIfIdle);
+        else {
+          clearTimeout(graceTimer);
+          graceTimer = setTimeout(exitIfIdle, IDLE_GRACE_MS);
+        }
+      },
+      containerAdded: (id, bundle) => sink.addContainer(id, bundle),
+      containerRemoved: (id) => sink.removeContainer(id),
+    });
+    service.reserve(flags.id);
+
+    ttrpc = new TtrpcServer({ log });
+    ttrpc.register(shimProtoRoot(), TASK_SERVICE, service);
+    ttrpc.register(shimProtoRoot(), SHIM_INFO_SERVICE, {
+      info: async (r: { reserveId: string }) => {
+        if (r.reserveId) service.reserve(r.reserveId);
+        return {
+          shimPid: process.pid,
+          namespace,
+          group: flags.group,
+          address: flags.address,
+          containers: service.containerIds,
+          version: SHIM_VERSION,
+          socket: flags.socket,
+        };
+      },
+    });
+    await ttrpc.listen(flags.socket);
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.on(sig, () => {
+        log.warn(`shim exiting on ${sig}`, { containers: service.containerIds.join(',') });
+        lockAndUnlink(shimLockPath(flags.socket)); // tidy when no `start` holds it; harmless otherwise
+        void exitNow(0);
+      });
+    }
+    report('ok');
+  } catch (err) {
+    report(`error: ${errorMessage(err)}`);
+    await ttrpc?.close();
+    process.exit(1);
+  }
+}
