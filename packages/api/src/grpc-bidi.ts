@@ -4,8 +4,7 @@ import type protobuf from 'protobufjs';
 import { LEASE_HEADER, NAMESPACE_HEADER } from './call-context.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import type { CallOptions, GrpcConnection } from './grpc-client.js';
-import { lookupService } from './grpc-server.js';
-import { protoRoot } from './proto-root.js';
+import { lookupService, protoRoot } from './proto-root.js';
 
 /** One bidirectional gRPC call, as a writer of requests and an iterable of responses. */
 export interface BidiStream<Req, Res> {

@@ -3,7 +3,8 @@ import { type BerthError, errorFromGrpc, GrpcCode } from '@berth/plugin-api';
 import type protobuf from 'protobufjs';
 import { LEASE_HEADER, NAMESPACE_HEADER } from './call-context.js';
 import { decodeMessage, encodeMessage } from './codec.js';
-import { MAX_MESSAGE_BYTES, lookupService } from './grpc-server.js';
+import { MAX_MESSAGE_BYTES } from './grpc-server.js';
+import { lookupService } from './proto-root.js';
 import { protoRoot } from './proto-root.js';
 
 export interface CallOptions {

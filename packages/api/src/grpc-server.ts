@@ -11,6 +11,7 @@ import type protobuf from 'protobufjs';
 import type { Readable } from 'node:stream';
 import { requestContext } from './call-context.js';
 import { decodeMessage, encodeMessage } from './codec.js';
+import { lookupService } from './proto-root.js';
 
 /** ctr sends messages up to 16 MiB; grpc-js accepts 4 MiB unless told. */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -47,14 +48,6 @@ function methodDefinition(method: protobuf.Method): grpc.MethodDefinition<unknow
     responseSerialize: (v) => encodeMessage(resType, v as object),
     responseDeserialize: (bytes) => decodeMessage(resType, bytes),
   };
-}
-
-export function lookupService(root: protobuf.Root, name: string): protobuf.Service {
-  const service = root.lookup(name);
-  if (!service || !(service instanceof Object) || !('methods' in service)) {
-    throw new Error(`gRPC service ${name} is not defined in berth's proto files`);
-  }
-  return service as protobuf.Service;
 }
 
 /** A grpc-js service definition for a protobuf service, with berth's codecs. */

@@ -6,11 +6,10 @@ export {
   type BidiStreamHandler,
   bindService,
   type ClientStreamHandler,
-  lookupService,
   MAX_MESSAGE_BYTES,
   type ServerStreamHandler,
   serviceDefinition,
   type UnaryHandler,
 } from './grpc-server.js';
-export { loadProtoRoot, PROTO_DIR, protoRoot } from './proto-root.js';
+export { loadProtoRoot, lookupService, PROTO_DIR, protoRoot } from './proto-root.js';
 export { EventCodec, eventsHandlers } from './services/events.js';

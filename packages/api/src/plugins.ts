@@ -13,6 +13,7 @@ import {
   NamespacesService,
   PluginType,
   SnapshotsService,
+  TasksService,
 } from '@berth/plugin-api';
 import { protoRoot } from './proto-root.js';
 import { containersHandlers } from './services/containers.js';
@@ -25,6 +26,7 @@ import { introspectionHandlers } from './services/introspection.js';
 import { leasesHandlers } from './services/leases.js';
 import { snapshotsHandlers } from './services/snapshots.js';
 import { namespacesHandlers } from './services/namespaces.js';
+import { tasksHandlers } from './services/tasks.js';
 import { versionHandlers } from './services/version.js';
 
 /** containerd's gRPC services, each a thin adapter over a berth service. */
@@ -120,6 +122,14 @@ export const containersGrpc = definePlugin({
   init: (ctx) => service('containerd.services.containers.v1.Containers', containersHandlers(ctx.get(ContainersService))),
 });
 
+export const tasksGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'tasks',
+  requires: [TasksService],
+  provides: GrpcService,
+  init: (ctx) => service('containerd.services.tasks.v1.Tasks', tasksHandlers(ctx.get(TasksService))),
+});
+
 export default [
   versionGrpc,
   namespacesGrpc,
@@ -132,4 +142,5 @@ export default [
   snapshotsGrpc,
   diffGrpc,
   containersGrpc,
+  tasksGrpc,
 ];

@@ -37,3 +37,11 @@ export function protoRoot(): protobuf.Root {
   shared ??= loadProtoRoot();
   return shared;
 }
+
+export function lookupService(root: protobuf.Root, name: string): protobuf.Service {
+  const service = root.lookup(name);
+  if (!service || !(service instanceof Object) || !('methods' in service)) {
+    throw new Error(`service ${name} is not defined in berth's proto files`);
+  }
+  return service as protobuf.Service;
+}

@@ -1,4 +1,4 @@
-import { decodeMessage, encodeMessage, lookupService } from '@berth/api';
+import { decodeMessage, encodeMessage, lookupService } from '@berth/api/protocol';
 import {
   type BerthError,
   CanceledError,

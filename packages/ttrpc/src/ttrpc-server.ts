@@ -1,4 +1,4 @@
-import { decodeMessage, encodeMessage, lookupService, NAMESPACE_HEADER, requestContext } from '@berth/api';
+import { decodeMessage, encodeMessage, lookupService, NAMESPACE_HEADER, requestContext } from '@berth/api/protocol';
 import {
   DeadlineExceededError,
   errorMessage,

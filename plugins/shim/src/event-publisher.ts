@@ -1,4 +1,4 @@
-import { toTimestamp } from '@berth/api';
+import { toTimestamp } from '@berth/api/protocol';
 import { errorMessage, type Logger } from '@berth/plugin-api';
 import { TtrpcClient, type TtrpcServiceClient, ttrpcService } from '@berth/ttrpc';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,4 +1,4 @@
-import { PROTO_DIR } from '@berth/api';
+import { PROTO_DIR } from '@berth/api/protocol';
 import { isAbsolute, join } from 'node:path';
 import protobuf from 'protobufjs';
 

@@ -1,4 +1,4 @@
-import { toTimestamp } from '@berth/api';
+import { toTimestamp } from '@berth/api/protocol';
 import {
   AlreadyExistsError,
   CanceledError,
