@@ -16,6 +16,8 @@ import type { ClientContext, RequestOptions } from './client-context.js';
 
 /** Bytes per WRITE message (containerd's client copies with a 1 MiB buffer). */
 export const WRITE_CHUNK_BYTES = 1024 * 1024;
+/** WRITE messages sent ahead of their answers. */
+const WRITE_WINDOW = 8;
 
 interface WireInfo {
   digest?: string;
@@ -171,20 +173,44 @@ export class ContentWriter {
     return this.lastDigest;
   }
 
-  /** Append `data` at `offset`, in messages of at most 1 MiB, each acknowledged before the next. */
+  /**
+   * Append `data` at `offset`, in messages of at most 1 MiB. Up to
+   * WRITE_WINDOW messages are in flight before their answers are read: the
+   * daemon answers in order, so the client never waits a round trip per MiB.
+   */
   async write(data: Uint8Array): Promise<void> {
+    if (this.done) throw new FailedPreconditionError(`write ${this.ref}: the writer is closed`);
+    const expectedOffsets: number[] = [];
+    const settle = async () => {
+      const want = expectedOffsets.shift() as number;
+      let res: WriteResponse;
+      try {
+        const r = await this.responses.next();
+        if (r.done) throw new FailedPreconditionError(`write ${this.ref}: the daemon closed the stream without an answer`);
+        res = r.value;
+      } catch (err) {
+        this.done = true;
+        this.stream.cancel();
+        throw err;
+      }
+      if (res.digest) this.lastDigest = res.digest;
+      const offset = Number(res.offset ?? 0);
+      if (offset !== want) {
+        this.abandon();
+        throw new FailedPreconditionError(`write ${this.ref}: the daemon is at offset ${offset}, expected ${want}`);
+      }
+    };
+    let sent = this.offset;
     for (let at = 0; at < data.length; at += WRITE_CHUNK_BYTES) {
       const chunk = data.subarray(at, Math.min(at + WRITE_CHUNK_BYTES, data.length));
-      const res = await this.send({ action: WRITE, ref: this.ref, offset: this.offset, data: chunk });
-      const offset = Number(res.offset ?? 0);
-      if (offset !== this.offset + chunk.length) {
-        this.abandon();
-        throw new FailedPreconditionError(
-          `write ${this.ref}: the daemon is at offset ${offset} after writing ${chunk.length} bytes at ${this.offset}`,
-        );
-      }
-      this.offset = offset;
+      // The status of a failed call reaches the response side; the write side may just see a closed stream.
+      this.stream.write({ action: WRITE, ref: this.ref, offset: sent, data: chunk }).catch(() => {});
+      sent += chunk.length;
+      expectedOffsets.push(sent);
+      if (expectedOffsets.length >= WRITE_WINDOW) await settle();
     }
+    while (expectedOffsets.length > 0) await settle();
+    this.offset = sent;
   }
 
   /** Discard what the ingest holds: the next write starts at 0 (the daemon truncates on a write at offset 0). */
@@ -402,14 +428,15 @@ export class ContentClient {
       }
       throw err;
     }
-    const hash = createHash('sha256');
+    // With an expected digest the daemon verifies the bytes at commit; hash here only to learn the digest.
+    const hash = opts.expected ? undefined : createHash('sha256');
     let size = 0;
     try {
       // More bytes than the blob can have: not a prefix of it, start over.
       if (opts.resume === false || (opts.total && writer.offset > opts.total)) writer.restart();
       let skip = writer.offset;
       for await (const piece of chunks(source)) {
-        hash.update(piece);
+        hash?.update(piece);
         size += piece.length;
         let data = piece;
         if (skip > 0) {
@@ -425,18 +452,13 @@ export class ContentClient {
       if (skip > 0) {
         throw new InvalidArgumentError(`ingest ${ref}: the source has ${size} bytes, fewer than the ${writer.offset} already written`);
       }
-      const sourceDigest = hexDigest(hash);
-      if (opts.expected && sourceDigest !== opts.expected && opts.expected.startsWith('sha256:')) {
-        // The daemon would refuse the commit too; say so before, in our words, and keep the ingest for inspection.
-        await writer.close();
-        throw new FailedPreconditionError(`ingest ${ref}: the source's digest is ${sourceDigest}, not the expected ${opts.expected}`);
-      }
+      const sourceDigest = hash ? hexDigest(hash) : undefined;
       try {
         const digest = await writer.commit(opts.total ?? size, opts.expected ?? '', opts.labels);
         return { digest, size, written: true, sourceDigest };
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
-        const digest = opts.expected || sourceDigest;
+        const digest = opts.expected || (sourceDigest as string);
         await this.labelExisting(digest, opts);
         return { digest, size, written: false, sourceDigest };
       }

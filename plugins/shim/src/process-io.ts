@@ -115,9 +115,14 @@ export function parseStdioUri(uri: string): { scheme: string; path: string } {
   throw new InvalidArgumentError(`unknown stdio scheme ${scheme} in ${uri}`);
 }
 
-/** The client's stdin FIFO, opened O_RDONLY|O_NONBLOCK: EOF once its writer closes (it never blocks meanwhile). */
+/**
+ * The client's stdin FIFO, opened O_RDWR|O_NONBLOCK: the shim holds a writer
+ * itself, as the stock shim does, so a client that detaches (closes its end)
+ * does not end the process's stdin; only CloseIO does. O_RDWR also never
+ * blocks a libuv thread waiting for a peer.
+ */
 function openStdinFifo(path: string): { fd: number; stream: Socket } {
-  const fd = openSync(parseStdioUri(path).path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const fd = openSync(parseStdioUri(path).path, constants.O_RDWR | constants.O_NONBLOCK);
   const stream = new Socket({ fd, readable: true, writable: false });
   stream.on('error', noop);
   return { fd, stream };
@@ -166,7 +171,7 @@ export class PipeIO implements ProcessIO {
         if (uid || gid) fchownSync(r, uid, gid);
         this.stdinPipe = new Socket({ fd: w, readable: false, writable: true });
         this.stdinPipe.on('error', () => this.stdinFifo?.stream.destroy());
-        this.stdinFifo.stream.pipe(this.stdinPipe);
+        this.stdinFifo.stream.pipe(this.stdinPipe, { end: false });
       }
       const byPath = new Map<string, Output>();
       for (const [slot, uri] of [
