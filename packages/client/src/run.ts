@@ -185,13 +185,26 @@ export class ProcessHandle {
     readonly pid: number,
     readonly terminal: boolean,
     private readonly waitCall: () => Promise<ExitStatus>,
-    /** Our ends of its FIFOs, while attached. */
-    readonly io?: ProcessIO,
-    /** The FIFOs this client made for it, removed with it. */
-    private readonly fifos?: FifoSet,
+    private readonly attached: {
+      /** Our ends of its FIFOs, while attached. */
+      readonly io?: ProcessIO;
+      /** The FIFOs this client made for it, removed with it. */
+      readonly fifos?: FifoSet;
+      /**
+       * How long output may still come once it exited. Unbounded for FIFOs we
+       * opened before the shim did; bounded when attaching late, as a shim that
+       * closed its ends before we opened ours never signals their end.
+       */
+      readonly drainAfterExitMs?: number;
+    } = {},
   ) {}
 
   private exit?: Promise<ExitStatus>;
+
+  /** Our ends of its FIFOs, while attached. */
+  get io(): ProcessIO | undefined {
+    return this.attached.io;
+  }
 
   private get opts() {
     return this.execId ? { execId: this.execId } : {};
@@ -231,7 +244,13 @@ export class ProcessHandle {
     const stop = !this.terminal && opts.forwardSignals ? forwardSignals((signal) => this.kill(signal)) : undefined;
     try {
       const status = await this.wait();
-      await this.io?.wait();
+      const drained = this.io?.wait();
+      const limit = this.attached.drainAfterExitMs;
+      if (drained && limit !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, limit)))]);
+        clearTimeout(timer);
+      } else await drained;
       return status;
     } finally {
       stop?.();
@@ -246,7 +265,7 @@ export class ProcessHandle {
     const deleted = this.execId
       ? await deleteProcess(this.client, this.containerId, this.execId)
       : await deleteTask(this.client, this.containerId);
-    await this.fifos?.remove().catch(() => {});
+    await this.attached.fifos?.remove().catch(() => {});
     return deleted;
   }
 }
@@ -267,7 +286,8 @@ export interface StartOptions {
 
 interface Launch {
   readonly containerId: string;
-  readonly processId: string;
+  /** Undefined for the init process. */
+  readonly execId: string | undefined;
   readonly terminal: boolean;
   readonly create: (fifos: FifoSet | undefined) => Promise<void>;
   readonly wait: () => Promise<ExitStatus>;
@@ -285,7 +305,7 @@ async function launch(client: BerthClient, l: Launch, opts: StartOptions): Promi
         ...(opts.fifoRoot ? { root: opts.fifoRoot } : {}),
         namespace: client.namespace,
         containerId: l.containerId,
-        processId: l.processId,
+        processId: l.execId ?? l.containerId,
         stdin: !!opts.stdin || l.terminal,
         terminal: l.terminal,
       });
@@ -297,13 +317,13 @@ async function launch(client: BerthClient, l: Launch, opts: StartOptions): Promi
     else if (fifos) io = await ProcessIO.attach(fifos, opts.streams ?? {});
     await l.create(fifos);
     created = true;
-    io?.onStdinEnd(l.closeStdin);
     const exit = opts.detach ? undefined : l.wait();
     // Until someone waits: an unobserved rejection (the client closed, say) is no crash.
     exit?.catch(() => {});
     const pid = await l.start();
-    const execId = l.processId === l.containerId ? undefined : l.processId;
-    return new ProcessHandle(client, l.containerId, execId, pid, l.terminal, () => exit ?? l.wait(), io, fifos);
+    // Our end of stdin closes (and CloseIO follows) once it started, as with ctr.
+    io?.onStdinEnd(l.closeStdin);
+    return new ProcessHandle(client, l.containerId, l.execId, pid, l.terminal, () => exit ?? l.wait(), { ...(io ? { io } : {}), ...(fifos ? { fifos } : {}) });
   } catch (err) {
     io?.close();
     if (created) await l.undo().catch(() => {});
@@ -327,7 +347,7 @@ export async function startTask(client: BerthClient, container: Container | stri
     client,
     {
       containerId: c.id,
-      processId: c.id,
+      execId: undefined,
       terminal: !!spec.process?.terminal,
       create: async (fifos) => {
         await client.tasks.create(c.id, { ...req, rootfs, ...fifoPaths(fifos) });
@@ -375,13 +395,16 @@ export async function execProcess(
   const spec = containerSpec(container);
   if (opts.user) await withUser(spec, opts.user, rootfsFromMounts(await containerRootfs(client, container, req)));
   const process: RuntimeProcess = { ...(spec.process ?? { user: { uid: 0, gid: 0 }, cwd: '/' }), args: [...args], terminal: !!opts.tty };
+  const size = opts.tty ? new ConsoleSession(undefined, opts.streams?.stdout).size() : undefined;
+  if (size) process.consoleSize = { height: size.height, width: size.width };
+  else delete process.consoleSize;
   if (opts.cwd) process.cwd = opts.cwd;
   if (opts.env?.length) process.env = [...(process.env ?? []), ...opts.env];
   return launch(
     client,
     {
       containerId,
-      processId: execId,
+      execId,
       terminal: !!opts.tty,
       create: async (fifos) => {
         await client.tasks.exec(containerId, execId, process, { ...req, ...fifoPaths(fifos) });
@@ -394,6 +417,9 @@ export async function execProcess(
     opts,
   );
 }
+
+/** How long an attached client waits for the rest of the output once the process exited. */
+const ATTACH_DRAIN_MS = 2000;
 
 /**
  * Attach to a running process's FIFOs (those its task recorded), as
@@ -409,9 +435,10 @@ export async function attachProcess(
   const exit = client.tasks.wait(containerId, req);
   exit.catch(() => {});
   const p = await client.tasks.get(containerId, req);
+  if (p.status === 'stopped') return new ProcessHandle(client, containerId, opts.execId, p.pid, p.terminal, () => exit);
   const io = await ProcessIO.attach({ stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, terminal: p.terminal }, opts.streams ?? {});
   io.onStdinEnd(() => client.tasks.closeIO(containerId, opts.execId ? { execId: opts.execId } : {}));
-  return new ProcessHandle(client, containerId, opts.execId, p.pid, p.terminal, () => exit, io);
+  return new ProcessHandle(client, containerId, opts.execId, p.pid, p.terminal, () => exit, { io, drainAfterExitMs: ATTACH_DRAIN_MS });
 }
 
 /**
@@ -490,7 +517,9 @@ export interface RunResult {
  */
 export async function runContainer(client: BerthClient, opts: RunOptions): Promise<RunResult> {
   if (opts.rm && opts.detach) throw new InvalidArgumentError('flags --detach and --rm cannot be specified together');
-  const container = await createContainer(client, opts);
+  // The terminal starts at our size; later changes follow through ResizePty.
+  const size = opts.tty && !opts.consoleSize ? new ConsoleSession(undefined, opts.streams?.stdout).size() : undefined;
+  const container = await createContainer(client, { ...opts, ...(size ? { consoleSize: size } : {}) });
   try {
     const handle = await startTask(client, container, { ...opts, stdin: !!opts.stdin || !!opts.tty });
     if (opts.detach) {

@@ -116,6 +116,16 @@ for (const { name, skip } of engines) {
       return Object.assign(child, { out: () => out });
     }
 
+    /** Whatever a failed test left of these containers goes, so the next tests start clean. */
+    async function remove(...ids: string[]): Promise<void> {
+      for (const id of ids) {
+        await client.tasks.resume(id).catch(() => {});
+        await deleteTask(client, id, { force: true }).catch(() => {});
+        await deleteContainer(client, id).catch(() => {});
+      }
+    }
+    const ids = async () => (await berth(['containers', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+
     before(async () => {
       engine = name === 'berthd' && external ? { name, address: external, close: async () => {} } : await startEngine(name);
       client = new BerthClient({ address: engine.address, namespace: NS });
@@ -150,7 +160,7 @@ for (const { name, skip } of engines) {
       assert.deepEqual(r, { code: 0, stdout: 'no newline', stderr: '' });
       r = await berth(['run', '--rm', img.name, 'r1', 'sh', '-c', 'echo to stderr >&2; exit 7']);
       assert.deepEqual(r, { code: 7, stdout: '', stderr: 'to stderr\n' });
-      assert.equal((await berth(['containers', 'ls', '-q'])).stdout, '');
+      assert.ok(!(await ids()).includes('r1'));
     });
 
     it('run -i pipes stdin in; without -i the container reads nothing', async () => {
@@ -183,7 +193,8 @@ for (const { name, skip } of engines) {
       assert.deepEqual(r, { code: 0, stdout: '12\n65534\n/tmp\nmounted\nread-only\n', stderr: '' });
     });
 
-    it('run -d, then tasks ls/ps/exec/pause/resume/metrics/kill/rm and containers ls/info/label/rm', async () => {
+    it('run -d, then tasks ls/ps/exec/pause/resume/metrics/kill/rm and containers ls/info/label/rm', async (t) => {
+      t.after(() => remove('d1'));
       let r = await berth(['run', '-d', '--memory-limit', '25000000', '--label', 'team=a', img.name, 'd1', 'sleep', '1000']);
       assert.deepEqual(r, { code: 0, stdout: '', stderr: '' });
 
@@ -249,7 +260,8 @@ for (const { name, skip } of engines) {
       assert.equal((await berth(['containers', 'ls', '-q'])).stdout, '');
     });
 
-    it('containers create, tasks start (-d), tasks rm -f', async () => {
+    it('containers create, tasks start (-d), tasks rm -f', async (t) => {
+      t.after(() => remove('c1', 'c2'));
       let r = await berth(['containers', 'create', img.name, 'c1', 'sh', '-c', 'echo started; exit 2']);
       assert.deepEqual(r, { code: 0, stdout: '', stderr: '' });
       r = await berth(['tasks', 'start', 'c1']);
@@ -263,9 +275,19 @@ for (const { name, skip } of engines) {
       r = await berth(['tasks', 'rm', '-f', 'c2']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal((await berth(['containers', 'rm', 'c2'])).code, 0);
+
+      // Attaching to a task that already exited reports its status at once (and deletes it, as ctr).
+      assert.equal((await berth(['containers', 'create', img.name, 'c1', 'sh', '-c', 'exit 3'])).code, 0);
+      assert.equal((await berth(['tasks', 'start', '-d', 'c1'])).code, 0);
+      await until(async () => /c1\s+\d+\s+STOPPED/.test((await berth(['tasks', 'ls'])).stdout), 'c1 to stop');
+      r = await berth(['tasks', 'attach', 'c1']);
+      assert.deepEqual(r, { code: 3, stdout: '', stderr: '' });
+      assert.equal((await berth(['tasks', 'ls', '-q'])).stdout, '');
+      assert.equal((await berth(['containers', 'rm', 'c1'])).code, 0);
     });
 
-    it('a client that disconnects mid-attach leaves the container running', async () => {
+    it('a client that disconnects mid-attach leaves the container running', async (t) => {
+      t.after(() => remove('a1'));
       assert.equal((await berth(['run', '-d', '-i', img.name, 'a1', 'sh', '-c', 'while read l; do echo "got $l"; done'])).code, 0);
       const attach = berthProcess(['tasks', 'attach', 'a1']);
       attach.stdin?.write('first\n');
@@ -286,7 +308,8 @@ for (const { name, skip } of engines) {
       assert.equal((await berth(['containers', 'rm', 'a1'])).code, 0);
     });
 
-    it('forwards signals to a foreground container and exits with its status', async () => {
+    it('forwards signals to a foreground container and exits with its status', async (t) => {
+      t.after(() => remove('s1'));
       const run = berthProcess([
         'run',
         '--rm',
@@ -301,10 +324,21 @@ for (const { name, skip } of engines) {
       const [code] = await once(run, 'exit');
       assert.equal(code, 9);
       assert.equal(run.out(), 'ready\ngot TERM\n');
-      assert.equal((await berth(['containers', 'ls', '-q'])).stdout, '');
+      assert.ok(!(await ids()).includes('s1'));
     });
 
-    it('refuses bad input', async () => {
+    it('run -t gives the container a terminal of our size, raw, and restores ours', { skip: spawnSync('script', ['--version']).error ? 'no script(1) to make a terminal' : false }, async () => {
+      // script(1) makes the terminal berth runs in; its own stdin ends at once, which must not end the container's.
+      const cmd = `stty cols 91 rows 33; ${process.execPath} ${MAIN} --address ${engine.address} --namespace ${NS} run --rm -t ${img.name} tty1 sh -c 'stty size; tty; exit 6'; echo "rc=$?"; stty -a`;
+      const { stdout } = await execFileP('script', ['-qec', cmd, '/dev/null'], { timeout: 60_000 });
+      assert.match(stdout, /^33 91\r\r\n\/dev\/pts\/\d+\r\r\nrc=6\r\n/);
+      // Raw mode was undone: the line discipline echoes and translates again.
+      assert.match(stdout, / icanon /);
+      assert.match(stdout, / echo /);
+    });
+
+    it('refuses bad input', async (t) => {
+      t.after(() => remove('b1', 'b2'));
       let r = await berth(['run', '--rm', '-d', img.name, 'b1', 'true']);
       assert.equal(r.code, ExitCode.Usage);
       assert.match(r.stderr, /--detach and --rm/);
@@ -320,7 +354,7 @@ for (const { name, skip } of engines) {
       r = await berth(['run', '--rm', '--runtime', 'io.containerd.nope.v1', img.name, 'b2', 'true']);
       assert.equal(r.code, ExitCode.Failed);
       assert.match(r.stderr, /containerd-shim-nope-v1/);
-      assert.equal((await berth(['containers', 'ls', '-q'])).stdout, '');
+      assert.deepEqual((await ids()).filter((id) => id.startsWith('b')), []);
       r = await berth(['tasks', 'attach', 'none']);
       assert.equal(r.code, ExitCode.Failed);
       r = await berth(['containers', 'rm', 'none1', 'none2']);

@@ -30,6 +30,11 @@ const collect = () => {
   return { stream: s, text: () => text };
 };
 
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), 'timed out');
+}
+
 /** A pretend shim: `script` runs with $IN, $OUT, $ERR set to the FIFO paths. */
 function shim(fifos: FifoSet, script: string) {
   const child = spawn('sh', ['-c', script], { env: { ...process.env, IN: fifos.stdin, OUT: fifos.stdout, ERR: fifos.stderr }, stdio: 'ignore' });
@@ -78,16 +83,17 @@ describe('ProcessIO', () => {
     const out = collect();
     const err = collect();
     const io = await ProcessIO.attach(fifos, { stdin: Readable.from(['hello ', 'world\n']), stdout: out.stream, stderr: err.stream });
-    const exited = shim(fifos, 'cat < "$IN" > "$OUT"; echo done > "$ERR"');
+    const exited = shim(fifos, 'exec 3<"$IN" 4>"$ERR"; echo opened >&4; cat <&3 > "$OUT"; echo done >&4');
+    // Our stdin end may close only once the shim holds the FIFO (the task exists): a FIFO nobody holds drops its data.
+    await until(() => err.text().includes('opened'));
     let closed = 0;
-    // Our stdin end closes only once the process exists (the shim has the FIFO open).
     io.onStdinEnd(async () => {
       closed++;
     });
     await io.wait();
     await exited;
     assert.equal(out.text(), 'hello world\n');
-    assert.equal(err.text(), 'done\n');
+    assert.equal(err.text(), 'opened\ndone\n');
     assert.equal(closed, 1);
     io.close();
     await fifos.remove();
@@ -96,14 +102,35 @@ describe('ProcessIO', () => {
   it('keeps what was written before the shim opened stdin', async () => {
     const fifos = await FifoSet.create({ root, namespace: 'ns', containerId: 'c4', processId: 'c4', stdin: true });
     const out = collect();
-    const io = await ProcessIO.attach(fifos, { stdin: Readable.from(['early\n']), stdout: out.stream });
+    const err = collect();
+    const io = await ProcessIO.attach(fifos, { stdin: Readable.from(['early\n']), stdout: out.stream, stderr: err.stream });
+    // The input has ended before the shim comes.
     await new Promise((r) => setTimeout(r, 100));
-    const exited = shim(fifos, 'exec 3<"$IN"; cat <&3 > "$OUT"; : > "$ERR"');
-    await new Promise((r) => setTimeout(r, 50));
+    const exited = shim(fifos, 'exec 3<"$IN" 4>"$ERR"; echo opened >&4; cat <&3 > "$OUT"');
+    await until(() => err.text().includes('opened'));
     io.onStdinEnd(async () => {});
     await io.wait();
     await exited;
     assert.equal(out.text(), 'early\n');
+    io.close();
+    await fifos.remove();
+  });
+
+  it('never ends a terminal\'s input from our side', async () => {
+    const fifos = await FifoSet.create({ root, namespace: 'ns', containerId: 'c7', processId: 'c7', stdin: true, terminal: true });
+    const out = collect();
+    const io = await ProcessIO.attach(fifos, { stdin: Readable.from(['typed\n']), stdout: out.stream });
+    // The shim's console copy reads one line, then reports whether its input ended (read fails at once) or not (times out).
+    const exited = shim(fifos, 'exec 3<"$IN"; read -r l <&3; echo "$l" > "$OUT.tmp"; timeout 1 sh -c "read -r x <&3"; [ $? = 124 ] && echo open >> "$OUT.tmp" || echo ended >> "$OUT.tmp"; cat "$OUT.tmp" > "$OUT"; rm "$OUT.tmp"');
+    await new Promise((r) => setTimeout(r, 100));
+    let closed = 0;
+    io.onStdinEnd(async () => {
+      closed++;
+    });
+    await io.wait();
+    await exited;
+    assert.equal(out.text(), 'typed\nopen\n');
+    assert.equal(closed, 0);
     io.close();
     await fifos.remove();
   });

@@ -85,6 +85,9 @@ export class ProcessIO {
     sock.on('error', () => {}); // the shim went away: nothing left to feed
     const finish = () => {
       input.unpipe(sock);
+      // A terminal's input never ends from our side (a console has no end of file, as with ctr):
+      // the shim would close the terminal, output and all.
+      if (this.config.terminal) return;
       // Flushed to the kernel first: what is buffered there, the shim still reads.
       sock.write(Buffer.alloc(0), () => {
         this.stdinEnded = true;

@@ -22,6 +22,7 @@ import {
   withProcessCwd,
   withRootfsReadonly,
   withTTY,
+  withTTYSize,
   withUser,
 } from './spec-opts.js';
 
@@ -40,6 +41,8 @@ export interface ContainerSpecOptions {
   /** `uid`, `uid:gid`, `name`, `name:group`…, over the image's USER; names resolve in the rootfs. */
   readonly user?: string;
   readonly tty?: boolean;
+  /** The terminal's first size (`oci.WithTTYSize`), so that the process never sees 0×0. */
+  readonly consoleSize?: { readonly width: number; readonly height: number };
   /** Added after the default mounts (see parseMountFlag). */
   readonly mounts?: readonly RuntimeMount[];
   /** Bytes. */
@@ -79,6 +82,7 @@ export async function generateContainerSpec(opts: ContainerSpecOptions): Promise
   if (opts.args && opts.args.length > 0) withProcessArgs(s, opts.args);
   if (opts.cwd) withProcessCwd(s, opts.cwd);
   if (opts.tty) withTTY(s);
+  if (opts.tty && opts.consoleSize) withTTYSize(s, opts.consoleSize.width, opts.consoleSize.height);
   if (opts.netHost) {
     withHostNamespace(s, 'network');
     withHostFile(s, '/etc/hosts');

@@ -63,6 +63,11 @@ export function withTTY(s: RuntimeSpec): void {
   if (s.linux) p.env = [...(p.env ?? []), 'TERM=xterm'];
 }
 
+/** `oci.WithTTYSize`. */
+export function withTTYSize(s: RuntimeSpec, width: number, height: number): void {
+  processOf(s).consoleSize = { height, width };
+}
+
 /** `oci.WithMounts`: appended after the defaults. */
 export function withMounts(s: RuntimeSpec, mounts: readonly RuntimeMount[]): void {
   s.mounts = [...(s.mounts ?? []), ...mounts.map((m) => ({ ...m, ...(m.options ? { options: [...m.options] } : {}) }))];
