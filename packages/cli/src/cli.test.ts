@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCli } from './cli.js';
 import { CLI_VERSION } from './commands/version.js';
 import { ExitCode } from './exit-code.js';
-import { startTestDaemon, type TestDaemon } from './test-daemon.js';
+import { startTestDaemon, type TestDaemon } from '@berth/client/testing';
 
 let d: TestDaemon;
 

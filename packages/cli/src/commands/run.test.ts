@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { runCli } from '../cli.js';
 import { ExitCode } from '../exit-code.js';
-import { engineAvailability, type EngineName, startEngine, type TestEngine } from '../test-engines.js';
+import { engineAvailability, type EngineName, startEngine, type TestEngine } from '@berth/client/testing';
 
 /*
  * `berth run`, `berth containers` and `berth tasks` against a real engine:

@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../cli.js';
 import { ExitCode } from '../exit-code.js';
-import { engineAvailability, startEngine, type TestEngine } from '../test-engines.js';
+import { engineAvailability, startEngine, type TestEngine } from '@berth/client/testing';
 import { humanDuration, humanSize, progressBytes } from './content.js';
 import { localRfc3339 } from './leases.js';
 
