@@ -83,3 +83,34 @@ test('validate runs on the merged config', () => {
   assert.deepEqual(seen, [{ size: 2 }]);
   assert.throws(() => resolvePluginConfig('p', validated, { size: 11 }), /at most 10/);
 });
+
+test('an open table (`*` template) takes any key, each checked against the template', () => {
+  const open = {
+    defaults: {
+      flag: false,
+      runtimes: { '*': { binary: '', options: { Root: '', Systemd: false } }, fixed: { binary: 'x', options: { Root: '', Systemd: false } } },
+    },
+  };
+  assert.deepEqual(resolvePluginConfig('p', open, undefined), {
+    flag: false,
+    runtimes: { fixed: { binary: 'x', options: { Root: '', Systemd: false } } },
+  });
+  assert.deepEqual(resolvePluginConfig('p', open, { runtimes: { 'io.x.v1': { binary: '/bin/x' }, fixed: { binary: 'y' } } }), {
+    flag: false,
+    runtimes: {
+      fixed: { binary: 'y', options: { Root: '', Systemd: false } },
+      'io.x.v1': { binary: '/bin/x', options: { Root: '', Systemd: false } },
+    },
+  });
+  assert.throws(
+    () => resolvePluginConfig('p', open, { runtimes: { 'io.x.v1': { binary: 1 } } }),
+    /plugins\."p"\.runtimes\.io\.x\.v1\.binary: expected a string, got number/,
+  );
+  assert.throws(
+    () => resolvePluginConfig('p', open, { runtimes: { 'io.x.v1': { options: { Nope: 1 } } } }),
+    /runtimes\.io\.x\.v1\.options\.Nope: unknown key \(known: Root, Systemd\)/,
+  );
+  const odd = resolvePluginConfig('p', open, { runtimes: JSON.parse('{"__proto__": {"binary": "z"}}') });
+  assert.equal(Object.getPrototypeOf(odd.runtimes), Object.prototype);
+  assert.deepEqual(Object.keys(odd.runtimes), ['fixed', '__proto__']);
+});

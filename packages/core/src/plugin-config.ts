@@ -15,17 +15,26 @@ export function resolvePluginConfig<C extends ConfigTable>(
   raw: unknown,
 ): C {
   const defaults = (schema?.defaults ?? {}) as C;
-  if (raw === undefined) return structuredClone(defaults);
+  if (raw === undefined) return withoutTemplates(defaults) as C;
   const merged = mergeTable(`plugins."${name}"`, defaults, raw) as C;
   schema?.validate?.(merged);
   return merged;
 }
 
+/** A defaults table with this key is open: any key is taken, each checked against the template under it. */
+export const ANY_KEY = '*';
+
 function mergeTable(path: string, defaults: ConfigTable, raw: unknown): ConfigTable {
   if (!isTable(raw)) throw new InvalidArgumentError(`${path}: expected a table`);
-  const out: Record<string, ConfigValue> = structuredClone(defaults) as Record<string, ConfigValue>;
+  const out: Record<string, ConfigValue> = withoutTemplates(defaults) as Record<string, ConfigValue>;
+  const template = Object.hasOwn(defaults, ANY_KEY) ? (defaults[ANY_KEY] as ConfigValue) : undefined;
   for (const [key, value] of Object.entries(raw)) {
     const keyPath = `${path}.${key}`;
+    if (template !== undefined && !Object.hasOwn(defaults, key)) {
+      // defineProperty: a key such as `__proto__` stays a plain key.
+      Object.defineProperty(out, key, { value: mergeValue(keyPath, template, value), enumerable: true, writable: true, configurable: true });
+      continue;
+    }
     if (!Object.hasOwn(defaults, key)) {
       const known = Object.keys(defaults);
       throw new InvalidArgumentError(
@@ -50,6 +59,16 @@ function mergeValue(path: string, def: ConfigValue, value: unknown): ConfigValue
   if (isTable(def)) return mergeTable(path, def, value);
   if (typeof value !== typeof def) throw typeError(path, `a ${typeof def}`, value);
   return value as ConfigValue;
+}
+
+/** A copy of the defaults without the `*` templates of open tables. */
+function withoutTemplates(table: ConfigTable): ConfigTable {
+  const out: Record<string, ConfigValue> = {};
+  for (const [key, value] of Object.entries(table)) {
+    if (key === ANY_KEY) continue;
+    out[key] = isTable(value) ? withoutTemplates(value) : structuredClone(value);
+  }
+  return out;
 }
 
 function isTable(v: unknown): v is ConfigTable {

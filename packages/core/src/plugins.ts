@@ -18,6 +18,9 @@ import {
   PluginType,
   Snapshotter,
   SnapshotsService,
+  SpecModifier,
+  TaskManager,
+  TasksService,
 } from '@berth/plugin-api';
 import type { Container } from 'inversify';
 import { join } from 'node:path';
@@ -32,6 +35,7 @@ import { IntrospectionService } from './services/introspection-service.js';
 import { LeasesServiceImpl } from './services/leases-service.js';
 import { SnapshotsServiceImpl } from './services/snapshots-service.js';
 import { NamespacesServiceImpl } from './services/namespaces-service.js';
+import { orderedModifiers, TasksServiceImpl } from './services/tasks-service.js';
 
 /** Built-in plugins of the core, loaded as any plugin package is (package.json `berth.plugin`). */
 
@@ -159,6 +163,21 @@ export const diffServicePlugin = definePlugin({
   init: (ctx) => new DiffServiceImpl(ctx.get(Differ), ctx.get(ContentService)),
 });
 
+export const tasksServicePlugin = definePlugin({
+  type: PluginType.Service,
+  id: 'tasks-service',
+  requires: [ContainersService, TaskManager],
+  optional: [SnapshotsService, SpecModifier],
+  provides: TasksService,
+  init: (ctx) =>
+    new TasksServiceImpl(
+      ctx.get(ContainersService),
+      ctx.get(TaskManager),
+      orderedModifiers(ctx.getAll(SpecModifier)),
+      ctx.tryGet(SnapshotsService),
+    ),
+});
+
 export default [
   exchangePlugin,
   metadataPlugin,
@@ -171,4 +190,5 @@ export default [
   snapshotsServicePlugin,
   diffServicePlugin,
   containersServicePlugin,
+  tasksServicePlugin,
 ];

@@ -4,10 +4,13 @@ import { createLogger, PluginRegistry, registerPackages } from '@berth/core';
 import {
   DaemonInfo,
   errorMessage,
+  EventExchange,
   GrpcService,
   type Logger,
   PluginRegistryView,
+  ttrpcAddressOf,
 } from '@berth/plugin-api';
+import type { TtrpcServer } from '@berth/ttrpc';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -15,6 +18,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from './config.js';
 import { RootLock } from './root-lock.js';
+import { startTtrpcServer } from './ttrpc-server.js';
 
 /** Plugin packages every berthd loads, the same way it loads third-party ones. */
 export const BUILTIN_PLUGIN_PACKAGES = [
@@ -22,7 +26,9 @@ export const BUILTIN_PLUGIN_PACKAGES = [
   '@berth/content-local',
   '@berth/snapshotter-overlayfs',
   '@berth/snapshotter-native',
+  '@berth/differ',
   '@berth/api',
+  '@berth/runtime-v2',
 ] as const;
 
 /** Without these berthd would serve but lose or refuse every write: failing to load them fails start-up. */
@@ -75,6 +81,15 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     checkRequired(registry, [...ALWAYS_REQUIRED, ...config.requiredPlugins]);
 
     const server = await serve(config, registry, log);
+    // Shims publish task events here (their TTRPC_ADDRESS); started once every plugin is up.
+    const exchange = registry.lookup(EventExchange);
+    let ttrpc: TtrpcServer | undefined;
+    try {
+      ttrpc = exchange ? await startTtrpcServer(ttrpcAddressOf(config.grpc.address), exchange, log) : undefined;
+    } catch (err) {
+      await shutdown(server);
+      throw err;
+    }
     const plugins = registry.list();
     log.info('berthd started', {
       version: BERTH_VERSION,
@@ -94,6 +109,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       close: () => {
         closing ??= (async () => {
           await shutdown(server);
+          await ttrpc?.close();
           await reg.close();
           await rm(config.grpc.address, { force: true });
           lock.release();

@@ -38,7 +38,9 @@ export interface ConfigTable {
 /**
  * A plugin's configuration: the defaults are also the schema. A key absent
  * from the defaults, or a value of another type than its default, is refused
- * when the daemon starts, naming the plugin and the key.
+ * when the daemon starts, naming the plugin and the key. A table whose
+ * defaults hold the key `*` is open: it takes any key, each value checked
+ * against the `*` template (which is left out of the merged config).
  */
 export interface ConfigSchema<C extends ConfigTable> {
   readonly defaults: C;

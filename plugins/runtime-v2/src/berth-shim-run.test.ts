@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { berthShimSocket } from './berth-shim.js';
+import { type Berthd, cleanupNamespace, prepareRootfs, run, shimPids, skipReason, startBerthd } from './test-harness.js';
+
+const BERTH_SHIM_MAIN = fileURLToPath(new URL('../../shim/dist/main.js', import.meta.url));
+
+function skip(): string | false {
+  const reason = skipReason();
+  if (reason) return reason;
+  return existsSync(BERTH_SHIM_MAIN) ? false : "berth's shim (plugins/shim) is not built";
+}
+
+/**
+ * `ctr run` with no --runtime asks for io.containerd.runc.v2, which runs
+ * berth's shim when it is installed. One shim process serves the
+ * namespace's containers, and berthd talks to it directly once it runs.
+ */
+describe("ctr run against berthd with berth's own shim (the default for io.containerd.runc.v2)", { skip: skip() }, () => {
+  const namespace = `berthbs${process.pid}`;
+  const ids = new Set<string>();
+  let dir = '';
+  let rootfs = '';
+  let daemon: Berthd | undefined;
+
+  const ctr = (args: readonly string[]) => run('ctr', ['--address', (daemon as Berthd).address, '-n', namespace, ...args]);
+  const id = (name: string) => {
+    ids.add(name);
+    return name;
+  };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-runtime-v2-bs-'));
+    rootfs = await prepareRootfs(join(dir, 'rootfs'));
+    daemon = await startBerthd(dir, 'version = 2\n');
+  });
+
+  after(async () => {
+    await cleanupNamespace(namespace, daemon, ids);
+    await daemon?.stop();
+    if (daemon) await cleanupNamespace(namespace, daemon, ids);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('one shim serves the containers of a namespace; berthd reuses it without start', async () => {
+    const echo = await ctr(['run', '--rm', '--rootfs', rootfs, id('bs-echo'), '/bin/echo', 'hi']);
+    assert.deepEqual([echo.code, echo.stdout], [0, 'hi\n'], echo.stderr);
+    for (const name of ['bs-1', 'bs-2']) {
+      const res = await ctr(['run', '-d', '--rootfs', rootfs, id(name), '/bin/sleep', '600']);
+      assert.equal(res.code, 0, res.stderr);
+    }
+    const shims = new Set([...shimPids(namespace, 'bs-1'), ...shimPids(namespace, 'bs-2')]);
+    assert.equal(shims.size, 1, 'one shim process');
+    const socket = berthShimSocket((daemon as Berthd).address, namespace, '');
+    assert.match((daemon as Berthd).logs(), new RegExp(`"msg":"using the running group shim"[^\\n]*"id":"bs-2","address":"unix://${socket}"`));
+    const ls = await ctr(['tasks', 'ls']);
+    assert.match(ls.stdout, /bs-1\s+\d+\s+RUNNING/);
+    assert.match(ls.stdout, /bs-2\s+\d+\s+RUNNING/);
+    for (const name of ['bs-1', 'bs-2']) {
+      assert.equal((await ctr(['tasks', 'kill', '-s', 'KILL', name])).code, 0);
+    }
+    for (const name of ['bs-1', 'bs-2']) {
+      for (let i = 0; i < 100 && !/STOPPED/.test((await ctr(['tasks', 'ls'])).stdout.split('\n').find((l) => l.startsWith(name)) ?? ''); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const rm = await ctr(['tasks', 'rm', name]);
+      assert.equal(rm.code, 0, rm.stderr);
+      assert.match(rm.stderr, /exit with non-zero exit code 137/);
+      assert.equal((await ctr(['containers', 'rm', name])).code, 0);
+    }
+  });
+});
