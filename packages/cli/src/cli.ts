@@ -9,6 +9,7 @@ import { registerLeases } from './commands/leases.js';
 import { registerNamespaces } from './commands/namespaces.js';
 import { registerPlugins } from './commands/plugins.js';
 import { registerRun } from './commands/run.js';
+import { registerSnapshots } from './commands/snapshots.js';
 import { registerTasks } from './commands/tasks.js';
 import { CLI_VERSION, registerVersion } from './commands/version.js';
 import { type ExitCode, UsageError } from './exit-code.js';
@@ -58,6 +59,7 @@ export function createProgram(io: CliIO): { program: Command; ctx: CommandContex
   registerRun(program, ctx);
   registerContainers(program, ctx);
   registerTasks(program, ctx);
+  registerSnapshots(program, ctx);
   return { program, ctx };
 }
 

@@ -3,6 +3,7 @@ import type { Labels, Lease, PluginInfo, ServerInfo } from '@berth/plugin-api';
 import { ClientContext, type RequestOptions } from './client-context.js';
 import { ContainersClient } from './containers-client.js';
 import { ContentClient } from './content-client.js';
+import { DiffClient } from './diff-client.js';
 import { EventsClient } from './events-client.js';
 import { type HealthStatus, HealthClient } from './health-client.js';
 import { ImagesClient } from './images-client.js';
@@ -10,7 +11,9 @@ import { IntrospectionClient } from './introspection-client.js';
 import { contextLease, DEFAULT_LEASE_EXPIRY_MS, LeasedClientContext, LeasesClient } from './leases-client.js';
 import { NamespacesClient } from './namespaces-client.js';
 import { type RunOptions, type RunResult, runContainer } from './run.js';
+import { SnapshotsClient } from './snapshots-client.js';
 import { TasksClient } from './tasks-client.js';
+import { type UnpackOptions, type UnpackResult, unpack } from './unpack.js';
 import { type VersionInfo, VersionClient } from './version-client.js';
 
 export const DEFAULT_ADDRESS = '/run/berth/berthd.sock';
@@ -40,6 +43,9 @@ export class BerthClient {
   readonly leases: LeasesClient;
   readonly containers: ContainersClient;
   readonly tasks: TasksClient;
+  /** The default (overlayfs) snapshotter; `snapshotService(name)` for another. */
+  readonly snapshots: SnapshotsClient;
+  readonly diff: DiffClient;
   private readonly introspection: IntrospectionClient;
   private readonly versionService: VersionClient;
   private readonly healthService: HealthClient;
@@ -61,6 +67,8 @@ export class BerthClient {
     this.leases = new LeasesClient(this.context);
     this.containers = new ContainersClient(this.context);
     this.tasks = new TasksClient(this.context);
+    this.snapshots = new SnapshotsClient(this.context);
+    this.diff = new DiffClient(this.context);
     this.introspection = new IntrospectionClient(this.context);
     this.versionService = new VersionClient(this.context);
     this.healthService = new HealthClient(this.context);
@@ -124,6 +132,16 @@ export class BerthClient {
 
   plugins(filters: readonly string[] = [], opts?: RequestOptions): Promise<PluginInfo[]> {
     return this.introspection.plugins(filters, opts);
+  }
+
+  /** The Snapshots service for one snapshotter (default overlayfs), as containerd's `SnapshotService(name)`. */
+  snapshotService(snapshotter?: string): SnapshotsClient {
+    return new SnapshotsClient(this.context, snapshotter ? { snapshotter } : {});
+  }
+
+  /** Unpack an image's layers into snapshots, as `ctr images unpack`; see `unpack`. */
+  unpack(imageName: string, opts?: UnpackOptions): Promise<UnpackResult> {
+    return unpack(this, imageName, opts);
   }
 
   /**

@@ -105,5 +105,17 @@ export {
   type TaskProcess,
   TasksClient,
 } from './tasks-client.js';
+export { DiffClient, type DiffOptions } from './diff-client.js';
+export {
+  DEFAULT_SNAPSHOTTER_ID,
+  mountsFromWire,
+  mountsToWire,
+  SNAPSHOT_REF_LABEL,
+  SnapshotsClient,
+  type SnapshotsClientOptions,
+  snapshotInfoFromWire,
+  type WireMount,
+} from './snapshots-client.js';
+export { isUnpacked, snapshotGcLabel, type UnpackedLayer, type UnpackOptions, type UnpackResult, unpack } from './unpack.js';
 export { VersionClient, type VersionInfo } from './version-client.js';
 export * from './registry/index.js';

@@ -56,7 +56,10 @@ describe("ctr run against berthd with berth's own shim (the default for io.conta
     const shims = new Set([...shimPids(namespace, 'bs-1'), ...shimPids(namespace, 'bs-2')]);
     assert.equal(shims.size, 1, 'one shim process');
     const socket = berthShimSocket((daemon as Berthd).address, namespace, '');
-    assert.match((daemon as Berthd).logs(), new RegExp(`"msg":"using the running group shim"[^\\n]*"id":"bs-2","address":"unix://${socket}"`));
+    // berthd's log reaches us through a pipe: give the line a moment to arrive.
+    const reused = new RegExp(`"msg":"using the running group shim"[^\\n]*"id":"bs-2","address":"unix://${socket}"`);
+    for (let i = 0; i < 100 && !reused.test((daemon as Berthd).logs()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.match((daemon as Berthd).logs(), reused);
     const ls = await ctr(['tasks', 'ls']);
     assert.match(ls.stdout, /bs-1\s+\d+\s+RUNNING/);
     assert.match(ls.stdout, /bs-2\s+\d+\s+RUNNING/);

@@ -14,6 +14,7 @@ import {
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandContext } from '../command-context.js';
 import { UsageError } from '../exit-code.js';
+import { unpackImages } from './images.js';
 
 export interface RemoteOptions {
   readonly plainHttp?: boolean;
@@ -28,6 +29,9 @@ export interface RemoteOptions {
 
 export interface PullCommandOptions extends RemoteOptions {
   readonly allPlatforms?: boolean;
+  /** False with --no-unpack. */
+  readonly unpack?: boolean;
+  readonly snapshotter?: string;
 }
 
 export interface PushCommandOptions extends RemoteOptions {
@@ -35,11 +39,12 @@ export interface PushCommandOptions extends RemoteOptions {
   readonly chunkSize?: number;
 }
 
-/** `berth images pull REF`: fetch an image into the content store and name it REF (no unpacking). */
+/** `berth images pull REF`: fetch an image into the content store, name it REF and (unless --no-unpack) unpack it. */
 export async function pullImage(ctx: CommandContext, ref: string, opts: PullCommandOptions = {}): Promise<void> {
   const name = checkedReference(ref);
   const started = Date.now();
   const renderer = progressRenderer(ctx, opts, name);
+  let image: Awaited<ReturnType<typeof pull>>['image'];
   try {
     const res = await pull(ctx.client, name, {
       ...common(ctx, opts),
@@ -50,9 +55,18 @@ export async function pullImage(ctx: CommandContext, ref: string, opts: PullComm
     renderer?.finish();
     const secs = (Date.now() - started) / 1000;
     ctx.out(`${res.image.name} ${res.image.target.digest} (fetched ${formatBytes(res.bytesFetched)} in ${secs.toFixed(1)} s, ${formatRate(res.bytesFetched / Math.max(secs, 0.001))})`);
+    image = res.image;
   } catch (err) {
     renderer?.finish();
     throw err;
+  }
+  if (opts.unpack !== false) {
+    await unpackImages(
+      ctx,
+      [image],
+      { ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}), ...(opts.platform ? { platform: opts.platform } : {}) },
+      true,
+    );
   }
 }
 
@@ -147,10 +161,12 @@ export function registerImagesRemote(program: Command, ctx: CommandContext): voi
   remoteOptions(
     images
       .command('pull')
-      .description('fetch an image from a registry into the content store (not unpacked)')
+      .description('fetch an image from a registry into the content store and unpack it')
       .argument('<ref>', 'image reference, e.g. docker.io/library/alpine:3.19 or localhost:5000/app:v1')
       .option('--platform <os/arch[/variant]>', 'platform to fetch from an index (default linux/amd64)')
-      .option('--all-platforms', 'fetch the manifests of every platform in an index'),
+      .option('--all-platforms', 'fetch the manifests of every platform in an index')
+      .option('--no-unpack', 'do not unpack the image into snapshots')
+      .option('--snapshotter <name>', 'snapshotter to unpack into (env: BERTH_SNAPSHOTTER, default: overlayfs)'),
   ).action((ref: string, opts: PullCommandOptions) => pullImage(ctx, ref, opts));
   remoteOptions(
     images

@@ -8,6 +8,41 @@ import type { CommandContext } from '../command-context.js';
 import { UsageError } from '../exit-code.js';
 import { formatTable } from '../format.js';
 import { labelsColumn, type ListOptions, progressBytes, stdinOf, stdoutStreamOf } from './content.js';
+import { mountImage, type SnapshotterOption, snapshotsFor, unmountImage } from './snapshots.js';
+
+export interface UnpackCommandOptions extends SnapshotterOption {
+  readonly platform?: string;
+}
+
+/**
+ * Unpack each image, writing `unpacking NAME (DIGEST)...done` as ctr does.
+ * `afterTransfer` is import's and pull's unpack-by-default: their stdout
+ * stays one `NAME DIGEST` line per image, so progress goes to stderr, and an
+ * image that was stored but cannot be unpacked (say, a layer whose diff ID
+ * does not match its config) is a warning naming the cause, not a failed
+ * import; `images unpack` reports it as an error.
+ */
+export async function unpackImages(
+  ctx: CommandContext,
+  images: readonly Pick<Image, 'name' | 'target'>[],
+  opts: UnpackCommandOptions = {},
+  afterTransfer = false,
+): Promise<void> {
+  const snapshotter = snapshotsFor(ctx, opts).snapshotter;
+  const write = afterTransfer ? ctx.io.stderr : ctx.io.stdout;
+  for (const image of images) {
+    write(`unpacking ${image.name} (${image.target.digest})...`);
+    try {
+      await ctx.client.unpack(image.name, { snapshotter, ...(opts.platform ? { platform: opts.platform } : {}) });
+    } catch (err) {
+      write('failed\n');
+      if (!afterTransfer) throw err;
+      ctx.io.stderr(`berth: warning: ${image.name} is stored but not unpacked: ${(err as Error).message}\n`);
+      continue;
+    }
+    write('done\n');
+  }
+}
 
 /** `berth images ls`: REF TYPE DIGEST SIZE PLATFORMS LABELS, as ctr. */
 export async function listImages(ctx: CommandContext, filters: readonly string[], opts: ListOptions = {}): Promise<void> {
@@ -70,6 +105,9 @@ export interface ImportCommandOptions {
   readonly indexName?: string;
   readonly allPlatforms?: boolean;
   readonly platform?: string;
+  /** False with --no-unpack. */
+  readonly unpack?: boolean;
+  readonly snapshotter?: string;
 }
 
 /**
@@ -87,6 +125,14 @@ export async function importImages(ctx: CommandContext, file: string, opts: Impo
     ...(opts.platform ? { platform: opts.platform } : {}),
   });
   for (const image of images) ctx.out(`${image.name} ${image.target.digest}`);
+  if (opts.unpack === false) return;
+  // An --index-name image is the archive's whole index: unpacked through the platform it resolves to, like the others.
+  await unpackImages(
+    ctx,
+    images,
+    { ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}), ...(opts.platform ? { platform: opts.platform } : {}) },
+    true,
+  );
 }
 
 export interface ExportCommandOptions {
@@ -165,7 +211,36 @@ export function registerImages(program: Command, ctx: CommandContext): void {
     .option('--index-name <name>', 'also keep the archive index as an image of this name')
     .option('--all-platforms', 'import content for every platform')
     .option('--platform <os/arch[/variant]>', 'import content for this platform only (default: this host’s)', platformOption)
+    .option('--no-unpack', 'do not unpack the images into snapshots')
+    .option('--snapshotter <name>', 'snapshotter to unpack into (env: BERTH_SNAPSHOTTER, default: overlayfs)')
     .action((file: string, opts: ImportCommandOptions) => importImages(ctx, file, opts));
+  images
+    .command('unpack')
+    .description('unpack images into snapshots, ready to run')
+    .argument('<names...>', 'image names')
+    .option('--snapshotter <name>', 'snapshotter (env: BERTH_SNAPSHOTTER, default: overlayfs)')
+    .option('--platform <os/arch[/variant]>', 'platform to unpack from a multi-platform image (default: this host’s)', platformOption)
+    .action(async (names: string[], opts: UnpackCommandOptions) => {
+      const list: Image[] = [];
+      for (const name of names) list.push(await ctx.client.images.get(name));
+      await unpackImages(ctx, list, opts);
+    });
+  images
+    .command('mount')
+    .description('mount an unpacked image read-only (with --rw, writable) on a directory; prints it')
+    .argument('<name>', 'image name')
+    .argument('<target>', 'mount point (an existing directory)')
+    .option('--rw', 'mount a writable snapshot')
+    .option('--snapshotter <name>', 'snapshotter (env: BERTH_SNAPSHOTTER, default: overlayfs)')
+    .option('--platform <os/arch[/variant]>', 'platform to mount from a multi-platform image (default: this host’s)', platformOption)
+    .action((name: string, target: string, opts: SnapshotterOption & { rw?: boolean; platform?: string }) => mountImage(ctx, name, target, opts));
+  images
+    .command('unmount')
+    .alias('umount')
+    .description('unmount what `images mount` mounted and remove its snapshot')
+    .argument('<target>', 'mount point')
+    .option('--snapshotter <name>', 'snapshotter (env: BERTH_SNAPSHOTTER, default: overlayfs)')
+    .action((target: string, opts: SnapshotterOption) => unmountImage(ctx, target, opts));
   images
     .command('export')
     .description('write images to an archive: an OCI layout with Docker manifest.json (default), or `docker save` layout')
