@@ -105,6 +105,8 @@ export class ContentWriter {
   private readonly responses: AsyncIterator<WriteResponse>;
   private done = false;
   private lastDigest = '';
+  /** Offsets the daemon should answer with, for the WRITEs still in flight. */
+  private readonly inflight: number[] = [];
 
   private constructor(
     private readonly stream: BidiStream<WriteRequest, WriteResponse>,
@@ -175,42 +177,48 @@ export class ContentWriter {
 
   /**
    * Append `data` at `offset`, in messages of at most 1 MiB. Up to
-   * WRITE_WINDOW messages are in flight before their answers are read: the
+   * WRITE_WINDOW messages stay in flight before their answers are read: the
    * daemon answers in order, so the client never waits a round trip per MiB.
+   * By default the call returns once the daemon has acknowledged every byte;
+   * with `{ wait: false }` answers may still be owed across calls (`commit`
+   * and `close` collect them), which is how `ingest` streams.
    */
-  async write(data: Uint8Array): Promise<void> {
+  async write(data: Uint8Array, opts: { wait?: boolean } = {}): Promise<void> {
     if (this.done) throw new FailedPreconditionError(`write ${this.ref}: the writer is closed`);
-    const expectedOffsets: number[] = [];
-    const settle = async () => {
-      const want = expectedOffsets.shift() as number;
-      let res: WriteResponse;
-      try {
-        const r = await this.responses.next();
-        if (r.done) throw new FailedPreconditionError(`write ${this.ref}: the daemon closed the stream without an answer`);
-        res = r.value;
-      } catch (err) {
-        this.done = true;
-        this.stream.cancel();
-        throw err;
-      }
-      if (res.digest) this.lastDigest = res.digest;
-      const offset = Number(res.offset ?? 0);
-      if (offset !== want) {
-        this.abandon();
-        throw new FailedPreconditionError(`write ${this.ref}: the daemon is at offset ${offset}, expected ${want}`);
-      }
-    };
-    let sent = this.offset;
     for (let at = 0; at < data.length; at += WRITE_CHUNK_BYTES) {
       const chunk = data.subarray(at, Math.min(at + WRITE_CHUNK_BYTES, data.length));
       // The status of a failed call reaches the response side; the write side may just see a closed stream.
-      this.stream.write({ action: WRITE, ref: this.ref, offset: sent, data: chunk }).catch(() => {});
-      sent += chunk.length;
-      expectedOffsets.push(sent);
-      if (expectedOffsets.length >= WRITE_WINDOW) await settle();
+      this.stream.write({ action: WRITE, ref: this.ref, offset: this.offset, data: chunk }).catch(() => {});
+      this.offset += chunk.length;
+      this.inflight.push(this.offset);
+      if (this.inflight.length >= WRITE_WINDOW) await this.settle();
     }
-    while (expectedOffsets.length > 0) await settle();
-    this.offset = sent;
+    if (opts.wait !== false) await this.settleAll();
+  }
+
+  /** Read the answer to the oldest WRITE in flight and check the daemon is where it should be. */
+  private async settle(): Promise<void> {
+    const want = this.inflight.shift() as number;
+    let res: WriteResponse;
+    try {
+      const r = await this.responses.next();
+      if (r.done) throw new FailedPreconditionError(`write ${this.ref}: the daemon closed the stream without an answer`);
+      res = r.value;
+    } catch (err) {
+      this.done = true;
+      this.stream.cancel();
+      throw err;
+    }
+    if (res.digest) this.lastDigest = res.digest;
+    const offset = Number(res.offset ?? 0);
+    if (offset !== want) {
+      this.abandon();
+      throw new FailedPreconditionError(`write ${this.ref}: the daemon is at offset ${offset}, expected ${want}`);
+    }
+  }
+
+  private async settleAll(): Promise<void> {
+    while (this.inflight.length > 0) await this.settle();
   }
 
   /** Discard what the ingest holds: the next write starts at 0 (the daemon truncates on a write at offset 0). */
@@ -225,6 +233,7 @@ export class ContentWriter {
    * ingest stays, to be resumed or aborted).
    */
   async commit(size: number, expected = '', labels: Labels = {}): Promise<string> {
+    await this.settleAll();
     const res = await this.send({
       action: COMMIT,
       ref: this.ref,
@@ -253,6 +262,7 @@ export class ContentWriter {
   /** End the stream, keeping what was written so that a later writer resumes (containerd's Close). */
   async close(): Promise<void> {
     if (this.done) return;
+    await this.settleAll().catch(() => {});
     this.done = true;
     this.stream.end();
     for (;;) {
@@ -444,7 +454,7 @@ export class ContentClient {
           skip -= n;
           data = data.subarray(n);
         }
-        if (data.length > 0) await writer.write(data);
+        if (data.length > 0) await writer.write(data, { wait: false });
         if (opts.total && size > opts.total) {
           throw new InvalidArgumentError(`ingest ${ref}: the source has more than the ${opts.total} bytes expected`);
         }
