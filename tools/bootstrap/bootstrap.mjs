@@ -480,6 +480,31 @@ async function ensureBuild(actions) {
   actions.push(`build (${secs(performance.now() - t)})`);
 }
 
+/**
+ * npm links a workspace's `bin` only if the file exists at install time, and
+ * on a fresh checkout dist/ is built after `npm ci`: link what is missing
+ * (containerd-shim-berth-v1, berth, berthd) so PATH lookups through
+ * node_modules/.bin find them.
+ */
+function ensureBinLinks(actions) {
+  const rootPkg = readJson(path.join(ROOT, 'package.json'));
+  const binDir = path.join(NM, '.bin');
+  const linked = [];
+  for (const { dir, pkg } of workspaces(rootPkg)) {
+    const bins = typeof pkg.bin === 'string' ? { [pkg.name.split('/').pop()]: pkg.bin } : (pkg.bin ?? {});
+    for (const [name, rel] of Object.entries(bins)) {
+      const link = path.join(binDir, name);
+      const target = path.join(ROOT, dir, rel);
+      if (statOrNull(link) || !fs.existsSync(target)) continue;
+      fs.mkdirSync(binDir, { recursive: true });
+      fs.symlinkSync(path.relative(binDir, target), link);
+      fs.chmodSync(target, 0o755);
+      linked.push(name);
+    }
+  }
+  if (linked.length) actions.push(`linked ${linked.join(', ')}`);
+}
+
 // ---------------------------------------------------------------- main
 
 const USAGE = `usage: node tools/bootstrap/bootstrap.mjs (--check | --run-daemon [daemon args…] | --run-tests [nx args…])
@@ -508,6 +533,7 @@ async function main(argv) {
   await ensureDebianPackages(actions);
   await ensureNpmPackages(actions);
   await ensureBuild(actions);
+  ensureBinLinks(actions);
   const total = secs(performance.now() - t0);
   log(actions.length ? `ready in ${total}: ${actions.join(', ')}` : `ready in ${total} (nothing to do)`);
 
