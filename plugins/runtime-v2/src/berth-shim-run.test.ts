@@ -53,7 +53,8 @@ describe("ctr run against berthd with berth's own shim (the default for io.conta
       const res = await ctr(['run', '-d', '--rootfs', rootfs, id(name), '/bin/sleep', '600']);
       assert.equal(res.code, 0, res.stderr);
     }
-    const shims = new Set([...shimPids(namespace, 'bs-1'), ...shimPids(namespace, 'bs-2')]);
+    // The shim of bs-echo stays a while after its container (shim_idle_ms), so one process serves all three.
+    const shims = new Set(shimPids(namespace));
     assert.equal(shims.size, 1, 'one shim process');
     const socket = berthShimSocket((daemon as Berthd).address, namespace, '');
     // berthd's log reaches us through a pipe: give the line a moment to arrive.

@@ -35,6 +35,12 @@ const defaults = {
   /** Capabilities refused to every container process. */
   forbidden_capabilities: [] as readonly string[],
   shim_start_timeout_ms: 30_000,
+  /**
+   * How long berth's group shim stays up once its last container is gone, so
+   * the next `ctr run` in the namespace reuses it instead of starting Node
+   * again. 0 exits at once, as under containerd.
+   */
+  shim_idle_ms: 30_000,
 };
 
 /** The host policy of each task manager this package made, for its spec modifier. */
@@ -69,6 +75,7 @@ export const runtimeV2Plugin = definePlugin({
       events: ctx.get(EventExchange),
       log: ctx.log,
       timeouts: { start: ctx.config.shim_start_timeout_ms },
+      shimIdleMs: ctx.config.shim_idle_ms,
     });
     policies.set(manager, {
       allowedHostPaths: ctx.config.allowed_host_paths,

@@ -15,6 +15,8 @@ export interface ShimCommand {
   readonly ttrpcAddress: string;
   /** -publish-binary: what a shim would exec to publish (shims of containerd 1.6 publish over ttrpc instead). */
   readonly publishBinary: string;
+  /** BERTH_SHIM_IDLE_MS for berth's shim (other shims ignore it). */
+  readonly shimIdleMs?: number;
 }
 
 interface Output {
@@ -39,7 +41,11 @@ function runShim(cmd: ShimCommand, args: readonly string[], stdin: Uint8Array | 
       ['-namespace', cmd.namespace, '-address', cmd.grpcAddress, '-publish-binary', cmd.publishBinary, ...args],
       {
         cwd: cmd.bundle,
-        env: { ...process.env, TTRPC_ADDRESS: cmd.ttrpcAddress },
+        env: {
+          ...process.env,
+          TTRPC_ADDRESS: cmd.ttrpcAddress,
+          ...(cmd.shimIdleMs ? { BERTH_SHIM_IDLE_MS: String(cmd.shimIdleMs) } : {}),
+        },
         stdio: ['pipe', 'pipe', 'pipe'],
         // Its own session, as containerd's Setpgid: a signal to berthd's group never reaches shims.
         detached: true,

@@ -46,6 +46,8 @@ export interface ShimTaskManagerOptions {
   readonly timeouts?: Partial<ShimTimeouts>;
   /** Where berth's shims listen (tests); default /run/berth/s. */
   readonly berthShimSocketDir?: string;
+  /** Passed to berth's shims (BERTH_SHIM_IDLE_MS): how long an empty group shim waits for the next container. */
+  readonly shimIdleMs?: number;
 }
 
 export interface ShimTimeouts {
@@ -239,6 +241,7 @@ export class ShimTaskManager implements TaskManager {
       grpcAddress: this.opts.grpcAddress,
       ttrpcAddress: this.opts.ttrpcAddress,
       publishBinary: this.opts.publishBinary,
+      ...(this.opts.shimIdleMs ? { shimIdleMs: this.opts.shimIdleMs } : {}),
     };
   }
 

@@ -1,7 +1,7 @@
 import { errorMessage } from '@berth/plugin-api';
 import { flock, LOCK_EX, LOCK_NB, setChildSubreaper } from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
-import { closeSync, constants, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import type { ContainerContext } from './container.js';
 import { EventPublisher } from './event-publisher.js';
 import type { ShimFlags } from './flags.js';
@@ -16,6 +16,13 @@ import { SHIM_VERSION, TaskService } from './task-service.js';
 const CONSOLE_DIR = '/run/berth/pty';
 /** How long an idle shim waits after its last Delete for the Shutdown that usually follows. */
 const IDLE_GRACE_MS = 1000;
+
+/**
+ * Set by berthd (BERTH_SHIM_IDLE_MS): an empty shim stays this long, Shutdown
+ * or not, so the next container of its group starts without a new Node
+ * process. Unset (containerd), the shim leaves as the stock one does.
+ */
+const IDLE_LINGER_MS = Number(process.env.BERTH_SHIM_IDLE_MS ?? 0) || 0;
 /** The descriptor `start` reads the shim's one-line report from. */
 const REPORT_FD = 3;
 
@@ -101,6 +108,26 @@ export async function serve(flags: ShimFlags): Promise<void> {
       oom.close();
       process.exit(code);
     };
+    /**
+     * While an empty shim lingers for berthd, it leaves as soon as berthd's
+     * ttrpc socket is gone (berthd stopped): nobody will bring it work.
+     */
+    const daemonSocket = (process.env.TTRPC_ADDRESS ?? '').replace(/^unix:\/\//, '');
+    let watching: NodeJS.Timeout | undefined;
+    const watchDaemon = () => {
+      if (watching || !daemonSocket) return;
+      watching = setInterval(() => {
+        if (!service.idle) {
+          clearInterval(watching);
+          watching = undefined;
+        } else if (!existsSync(daemonSocket)) {
+          clearInterval(watching);
+          watching = undefined;
+          clearTimeout(graceTimer);
+          exitIfIdle();
+        }
+      }, 250);
+    };
     /** Exits if nothing holds the shim, once no `start` holds the group lock. */
     const exitIfIdle = () => {
       graceTimer = undefined;
@@ -115,10 +142,11 @@ export async function serve(flags: ShimFlags): Promise<void> {
 
     const service: TaskService = new TaskService(ctx, {
       idle(reason) {
-        if (reason === 'shutdown') setImmediate(exitIfIdle);
+        if (reason === 'shutdown' && IDLE_LINGER_MS === 0) setImmediate(exitIfIdle);
         else {
           clearTimeout(graceTimer);
-          graceTimer = setTimeout(exitIfIdle, IDLE_GRACE_MS);
+          graceTimer = setTimeout(exitIfIdle, Math.max(IDLE_GRACE_MS, IDLE_LINGER_MS));
+          if (IDLE_LINGER_MS > 0) watchDaemon();
         }
       },
       containerAdded: (id, bundle) => sink.addContainer(id, bundle),
