@@ -8,8 +8,9 @@ import { dirname, join, resolve } from 'node:path';
 import { type CpuProfile, readProfile, summarizeProfile } from './cpu-profile.js';
 import { berthdMain, type Engine, type EngineName, startBerthdEngine, startContainerdEngine } from './engines.js';
 import { type MachineLimits, measureMachineLimits } from './machine-limits.js';
-import { metricCatalogue, type MetricSpec, type Workload } from './metrics.js';
+import { metricCatalogue, type MetricSpec, type Sample, type Unit, type Workload } from './metrics.js';
 import { resetNamespace } from './namespace-reset.js';
+import { endShims } from './shims.js';
 import { isAlive, readCpuMs, readMemory } from './process-stats.js';
 import {
   type BenchReport,
@@ -39,7 +40,7 @@ export interface BenchOptions {
 /** The durable-ingest goal for berth's own client, as % of min(sha256, fsync'd write). */
 export const CLIENT_INGEST_GOAL_PERCENT = 70;
 
-const MEMORY_NOTE = 'no containers running; the figure with 20 running containers waits for the runtime issue';
+const MEMORY_NOTE = 'the engine process alone, no containers running; with 20 running containers, shims included, see rss-20-running';
 
 /** Why the bench cannot run here (undefined when it can). */
 export async function whyNotRunnable(): Promise<string | undefined> {
@@ -179,6 +180,10 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
   resources.add('containerd', () => containerd.stop());
   const berth = await startBerthdEngine({ dir: join(dir, 'berthd'), ...(opts.profileDir ? { cpuProfileDir: opts.profileDir } : {}) });
   resources.add('berthd', () => berth.stop());
+  // Released before the engines stop: any shim a failed round left behind, by PID (only those of these two sockets).
+  resources.add('shims', async () => {
+    for (const e of [containerd, berth]) await endShims(e.address, undefined, 0);
+  });
   const engines: readonly Engine[] = [containerd, berth];
   opts.log(`containerd pid ${containerd.pid} at ${containerd.address}, berthd pid ${berth.pid} at ${berth.address}`);
   const idle = new Map(engines.map((e) => [e.name, readMemory(e.pid)]));
@@ -198,7 +203,7 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
       continue;
     }
     const measured = await measureMetric(spec, engines, workload, opts);
-    metrics.push(measured.result);
+    metrics.push(...measured.results);
     berthWindows.set(spec.name, measured.windows.get('berth') ?? []);
   }
 
@@ -212,6 +217,7 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
   const clientProfile = await stopSelfProfile?.();
 
   // berthd writes its CPU profile as it exits.
+  await resources.release('shims');
   await resources.release('berthd');
   const profile = opts.profileDir ? await summarizeProfiles(opts.profileDir, berth.pid, clientProfile, berthWindows, opts.log) : undefined;
   const clientIngest = clientIngestSummary(metrics, limits);
@@ -308,35 +314,54 @@ interface Samples {
   readonly errors: string[];
   /** When each sample ran, for attributing a CPU profile to the metric. */
   readonly windows: [number, number][];
+  /** The values of the metric's `also` rows, per row name. */
+  readonly also: Map<string, { readonly values: number[]; readonly engineCpu: number[] }>;
 }
+
+const fmtValue = (v: number, unit: Unit) => (unit === 'MiB' ? `${v.toFixed(1)} MiB` : `${v.toFixed(0)} ms`);
 
 async function measureMetric(
   spec: MetricSpec,
   engines: readonly Engine[],
   workload: Workload,
   opts: BenchOptions,
-): Promise<{ result: MetricResult; windows: Map<EngineName, [number, number][]> }> {
+): Promise<{ results: MetricResult[]; windows: Map<EngineName, [number, number][]> }> {
   const measure = spec.measure as NonNullable<MetricSpec['measure']>;
+  const also = spec.also ?? [];
   const samples = new Map<EngineName, Samples>(
-    engines.map((e) => [e.name, { ms: [], engineCpu: [], benchCpu: [], errors: [], windows: [] }]),
+    engines.map((e) => [
+      e.name,
+      { ms: [], engineCpu: [], benchCpu: [], errors: [], windows: [], also: new Map(also.map((a) => [a.name, { values: [], engineCpu: [] }])) },
+    ]),
   );
   for (let round = 1; round <= opts.rounds; round++) {
     for (const engine of engines) {
       if (!isAlive(engine.pid)) throw new Error(`${engine.name} (pid ${engine.pid}) has exited: ${engine.logs().slice(-2000)}`);
       const s = samples.get(engine.name) as Samples;
       const namespace = `${engine.namespacePrefix}-${spec.name}-r${round}`;
-      const engineCpu = readCpuMs(engine.pid);
-      const benchCpu = process.cpuUsage();
-      const from = monotonicUs();
       let line: string;
       try {
-        const ms = await measure(engine, namespace, workload);
+        await spec.prepare?.(engine, namespace, workload);
+        const engineCpu = readCpuMs(engine.pid);
+        const benchCpu = process.cpuUsage();
+        const from = monotonicUs();
+        const result = await measure(engine, namespace, workload);
         s.windows.push([from, monotonicUs()]);
         s.engineCpu.push(readCpuMs(engine.pid) - engineCpu);
         const used = process.cpuUsage(benchCpu);
         s.benchCpu.push((used.user + used.system) / 1000);
-        s.ms.push(ms);
-        line = `${ms.toFixed(0)} ms`;
+        const sample: Sample = typeof result === 'number' ? { ms: result } : result;
+        s.ms.push(sample.ms);
+        line = `${sample.ms.toFixed(0)} ms`;
+        for (const a of also) {
+          const v = sample.also?.[a.name];
+          if (!v) continue;
+          const slot = s.also.get(a.name);
+          slot?.values.push(v.value);
+          if (v.engineCpuMs !== undefined) slot?.engineCpu.push(v.engineCpuMs);
+          line += `, ${a.name} ${fmtValue(v.value, a.unit)}`;
+        }
+        if (sample.detail) line += ` (${sample.detail})`;
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         s.errors.push(`round ${round}: ${message}`);
@@ -351,26 +376,49 @@ async function measureMetric(
     }
   }
   const bytes = spec.bytes?.(workload);
-  const results = Object.fromEntries(
-    engines.map((e) => {
-      const s = samples.get(e.name) as Samples;
-      return [e.name, engineResult(summarize(s.ms), summarize(s.engineCpu), summarize(s.benchCpu), s.errors, bytes)];
-    }),
-  ) as Record<EngineName, EngineResult>;
-  const failed = engines.some((e) => results[e.name].errors.length > 0);
-  const ratio = results.berth.ms.median / results.containerd.ms.median;
-  return {
-    result: {
-      name: spec.name,
-      description: spec.description,
+  const row = (
+    name: string,
+    description: string,
+    unit: Unit,
+    pick: (s: Samples) => { values: number[]; engineCpu: number[]; benchCpu: number[] },
+    rowBytes: number | undefined,
+  ): MetricResult => {
+    const results = Object.fromEntries(
+      engines.map((e) => {
+        const s = samples.get(e.name) as Samples;
+        const p = pick(s);
+        return [e.name, engineResult(summarize(p.values), summarize(p.engineCpu), summarize(p.benchCpu), s.errors, rowBytes)];
+      }),
+    ) as Record<EngineName, EngineResult>;
+    const failed = engines.some((e) => results[e.name].errors.length > 0);
+    const ratio = results.berth.ms.median / results.containerd.ms.median;
+    return {
+      name,
+      description,
       status: failed ? 'failed' : 'measured',
-      ...(bytes !== undefined ? { bytes } : {}),
+      ...(unit !== 'ms' ? { unit } : {}),
+      ...(rowBytes !== undefined ? { bytes: rowBytes } : {}),
       containerd: results.containerd,
       berth: results.berth,
       ...(Number.isFinite(ratio) ? { ratio } : {}),
-    },
-    windows: new Map(engines.map((e) => [e.name, (samples.get(e.name) as Samples).windows])),
+    };
   };
+  const results = [
+    row(spec.name, spec.description, 'ms', (s) => ({ values: s.ms, engineCpu: s.engineCpu, benchCpu: s.benchCpu }), bytes),
+    ...also.map((a) =>
+      row(
+        a.name,
+        a.description,
+        a.unit,
+        (s) => {
+          const slot = s.also.get(a.name);
+          return { values: slot?.values ?? [], engineCpu: slot?.engineCpu ?? [], benchCpu: [] };
+        },
+        undefined,
+      ),
+    ),
+  ];
+  return { results, windows: new Map(engines.map((e) => [e.name, (samples.get(e.name) as Samples).windows])) };
 }
 
 /** A V8 CPU profile of this process, through the inspector; the function returned stops it. */

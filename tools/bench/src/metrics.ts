@@ -2,6 +2,9 @@ import { BerthClient } from '@berth/client';
 import type { CachedImage } from '@berth/image-builder';
 import { createReadStream } from 'node:fs';
 import type { Engine } from './engines.js';
+import { readCpuMs } from './process-stats.js';
+import { engineAndShimsRssKiB } from './shims.js';
+import { median } from './stats.js';
 import { checked } from './timed-command.js';
 
 /** The inputs the workloads share, made once per bench run. */
@@ -17,6 +20,23 @@ export interface Workload {
 
 export type WorkloadNeed = 'ingest' | 'small' | 'big' | 'registry';
 
+export type Unit = 'ms' | 'MiB';
+
+/** A further row that a metric's samples fill (e.g. the first of several runs, or a later phase). */
+export interface AlsoSpec {
+  readonly name: string;
+  readonly description: string;
+  readonly unit: Unit;
+}
+
+/** One sample: its time, and the values of the metric's `also` rows (with the engine CPU of their phase, where known). */
+export interface Sample {
+  readonly ms: number;
+  readonly also?: Readonly<Record<string, { readonly value: number; readonly engineCpuMs?: number }>>;
+  /** For the progress line. */
+  readonly detail?: string;
+}
+
 export interface MetricSpec {
   readonly name: string;
   /** What one sample does, in a fresh namespace. */
@@ -26,28 +46,139 @@ export interface MetricSpec {
   readonly needs: readonly WorkloadNeed[];
   /** Bytes one sample moves, for MB/s. */
   bytes?(w: Workload): number;
-  /** One sample on `engine` in `namespace`: milliseconds, or throws. */
-  measure?(engine: Engine, namespace: string, w: Workload): Promise<number>;
+  /** Rows besides `name` that each sample also fills, in this order after it. */
+  readonly also?: readonly AlsoSpec[];
+  /** Untimed, in the sample's fresh namespace, before `measure` (and before its CPU is read). */
+  prepare?(engine: Engine, namespace: string, w: Workload): Promise<void>;
+  /** One sample on `engine` in `namespace`: milliseconds (or a Sample), or throws. */
+  measure?(engine: Engine, namespace: string, w: Workload): Promise<number | Sample>;
 }
-
-const UNPACK = 'the snapshot issue: berthd loads no Differ yet (diff-service "requires Differ"), so ctr cannot unpack';
-const RUNTIME = 'the runtime issue: tasks, runtime-v2 and containerd-shim-berth-v1';
 
 function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`${what} was not prepared`);
   return value;
 }
 
-function importArchive(name: string, preset: 'small' | 'big'): MetricSpec {
+function importArchive(name: string, preset: 'small' | 'big', unpack: boolean): MetricSpec {
   const image = (w: Workload) => need(preset === 'small' ? w.small : w.big, `the ${preset} image`);
   return {
     name,
-    description: `ctr images import --no-unpack (${preset === 'small' ? 'small' : 'five-layer-137m'} preset's OCI archive)`,
+    description: `ctr images import${unpack ? ' (with unpack)' : ' --no-unpack'} (${preset === 'small' ? 'small' : 'five-layer-137m'} preset's OCI archive)`,
     needs: [preset],
     bytes: (w) => image(w).result.totalSize,
     measure: async (engine, ns, w) => {
       const archive = need(image(w).ociArchive, 'the OCI archive');
-      return checked(await engine.ctr(ns, ['images', 'import', '--no-unpack', archive], { timeoutMs: 600_000 }), 'ctr images import');
+      const args = ['images', 'import', ...(unpack ? [] : ['--no-unpack']), archive];
+      return checked(await engine.ctr(ns, args, { timeoutMs: 600_000 }), `ctr images import${unpack ? '' : ' --no-unpack'}`);
+    },
+  };
+}
+
+/** Untimed: the small image, imported with unpack, so that ctr can make containers of it. */
+async function importSmall(engine: Engine, ns: string, w: Workload): Promise<void> {
+  const archive = need(w.small.ociArchive, 'the small OCI archive');
+  checked(await engine.ctr(ns, ['images', 'import', archive], { timeoutMs: 120_000 }), 'ctr images import (preparing the small image)');
+}
+
+async function ctrOk(engine: Engine, ns: string, args: readonly string[], what: string): Promise<number> {
+  return checked(await engine.ctr(ns, args, { timeoutMs: 120_000 }), what);
+}
+
+/** `ctr run --rm IMAGE ID /bin/true`, `runs` times: their median, and the first run alone. */
+function runRmTrue(runs: number): MetricSpec {
+  return {
+    name: 'run-rm-true',
+    description: `ctr run --rm IMAGE ID /bin/true: the median of ${runs} runs in the namespace (small image imported untimed)`,
+    needs: ['small'],
+    also: [
+      {
+        name: 'run-rm-true-first',
+        description: "the first of those runs alone (on berth it also starts the namespace's group shim)",
+        unit: 'ms',
+      },
+    ],
+    prepare: importSmall,
+    measure: async (engine, ns, w) => {
+      const times: number[] = [];
+      let firstCpu = 0;
+      for (let i = 1; i <= runs; i++) {
+        const cpu = readEngineCpu(engine);
+        times.push(await ctrOk(engine, ns, ['run', '--rm', w.small.name, `rm-true-${i}`, '/bin/true'], 'ctr run --rm'));
+        if (i === 1) firstCpu = readEngineCpu(engine) - cpu;
+      }
+      return { ms: median(times), also: { 'run-rm-true-first': { value: times[0] as number, engineCpuMs: firstCpu } } };
+    },
+  };
+}
+
+const readEngineCpu = (engine: Engine) => readCpuMs(engine.pid);
+
+const CREATED = 30;
+const STARTED = 20;
+
+/**
+ * The container lifecycle, one sample: create 30 containers (the main row), start 20 of them
+ * detached, read the RSS of the engine and all its shims with the 20 running, then kill, wait
+ * for STOPPED, and delete the 20 tasks and their containers. Each phase is its own row.
+ */
+function lifecycle(): MetricSpec {
+  return {
+    name: 'containers-create-30',
+    description: `ctr containers create IMAGE ID sleep 600, ${CREATED} containers one after another (total; small image imported untimed)`,
+    needs: ['small'],
+    also: [
+      { name: 'tasks-start-20', description: `ctr tasks start -d, ${STARTED} of those containers one after another (total)`, unit: 'ms' },
+      {
+        name: 'tasks-kill-delete-20',
+        description: `ctr tasks kill -s KILL for the ${STARTED}, polling ctr tasks ls until all are STOPPED, then ctr tasks rm and ctr containers rm for each (total)`,
+        unit: 'ms',
+      },
+      {
+        name: 'rss-20-running',
+        description: `VmRSS of the engine plus all its shim processes (-address = the engine's socket) with the ${STARTED} tasks running`,
+        unit: 'MiB',
+      },
+    ],
+    prepare: importSmall,
+    measure: async (engine, ns, w) => {
+      const ids = Array.from({ length: CREATED }, (_, i) => `c${i + 1}`);
+      const started = ids.slice(0, STARTED);
+      let create = 0;
+      for (const id of ids) create += await ctrOk(engine, ns, ['containers', 'create', w.small.name, id, 'sleep', '600'], 'ctr containers create');
+
+      let cpu = readEngineCpu(engine);
+      let start = 0;
+      for (const id of started) start += await ctrOk(engine, ns, ['tasks', 'start', '-d', id], 'ctr tasks start -d');
+      const startCpu = readEngineCpu(engine) - cpu;
+
+      // Let the shims settle (a runc.v2 shim's start re-execs itself) before reading memory.
+      await new Promise((r) => setTimeout(r, 500));
+      const rss = engineAndShimsRssKiB(engine.pid, engine.address);
+
+      cpu = readEngineCpu(engine);
+      const t0 = process.hrtime.bigint();
+      for (const id of started) await ctrOk(engine, ns, ['tasks', 'kill', '-s', 'KILL', id], 'ctr tasks kill');
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const ls = await engine.ctr(ns, ['tasks', 'ls'], { timeoutMs: 30_000 });
+        checked(ls, 'ctr tasks ls');
+        const running = ls.stdout.split('\n').filter((l) => /\s(RUNNING|PAUSED|CREATED|UNKNOWN)\s*$/.test(l));
+        if (running.length === 0) break;
+        if (Date.now() > deadline) throw new Error(`tasks still running 30 s after kill -s KILL: ${running.join('; ')}`);
+      }
+      for (const id of started) await ctrOk(engine, ns, ['tasks', 'rm', id], 'ctr tasks rm');
+      for (const id of started) await ctrOk(engine, ns, ['containers', 'rm', id], 'ctr containers rm');
+      const killDelete = Number(process.hrtime.bigint() - t0) / 1e6;
+      const killCpu = readEngineCpu(engine) - cpu;
+      return {
+        ms: create,
+        also: {
+          'tasks-start-20': { value: start, engineCpuMs: startCpu },
+          'tasks-kill-delete-20': { value: killDelete, engineCpuMs: killCpu },
+          'rss-20-running': { value: rss.rssKiB / 1024 },
+        },
+        detail: `${rss.shims} shim process(es) holding ${(rss.shimRssKiB / 1024).toFixed(1)} MiB, the engine ${((rss.rssKiB - rss.shimRssKiB) / 1024).toFixed(1)} MiB`,
+      };
     },
   };
 }
@@ -74,8 +205,9 @@ export function metricCatalogue(quick: boolean): MetricSpec[] {
         return checked(r, 'ctr content ingest');
       },
     },
-    importArchive('import-small-nounpack', 'small'),
-    ...(quick ? [] : [importArchive('import-137m-nounpack', 'big')]),
+    importArchive('import-small-nounpack', 'small', false),
+    importArchive('import-small-unpack', 'small', true),
+    ...(quick ? [] : [importArchive('import-137m-nounpack', 'big', false), importArchive('import-137m-unpack', 'big', true)]),
     {
       name: pullName,
       description: `ctr content fetch --plain-http from a local docker-registry (${quick ? 'small' : 'five-layer-137m'} preset, pushed with skopeo)`,
@@ -86,6 +218,22 @@ export function metricCatalogue(quick: boolean): MetricSpec[] {
         return checked(await engine.ctr(ns, ['content', 'fetch', '--plain-http', ref], { timeoutMs: 600_000 }), 'ctr content fetch');
       },
     },
+    ...(quick
+      ? []
+      : [
+          {
+            name: 'pull-137m-unpack',
+            description: 'ctr images pull --plain-http (with unpack) from the local docker-registry (five-layer-137m)',
+            needs: ['registry', 'big'],
+            bytes: (w) => need(w.big, 'the pulled image').result.totalSize,
+            measure: async (engine, ns, w) => {
+              const ref = need(w.pullRef, 'the registry');
+              return checked(await engine.ctr(ns, ['images', 'pull', '--plain-http', ref], { timeoutMs: 600_000 }), 'ctr images pull');
+            },
+          } satisfies MetricSpec,
+        ]),
+    runRmTrue(quick ? 3 : 10),
+    ...(quick ? [] : [lifecycle()]),
     {
       name: `client-ingest-${ingestName}`,
       description: '@berth/client ContentClient.ingest under a lease (same file), a durable write through the Content.Write stream',
@@ -109,14 +257,5 @@ export function metricCatalogue(quick: boolean): MetricSpec[] {
       },
     },
   ];
-  const pending: MetricSpec[] = [
-    { name: 'import-137m-unpack', description: 'ctr images import (with unpack)', pending: UNPACK, needs: [] },
-    { name: 'pull-137m-unpack', description: 'ctr images pull --plain-http (with unpack)', pending: UNPACK, needs: [] },
-    { name: 'run-rm-true', description: 'ctr run --rm IMAGE ID /bin/true', pending: RUNTIME, needs: [] },
-    { name: 'containers-create-30', description: 'ctr containers create, 30 containers', pending: RUNTIME, needs: [] },
-    { name: 'tasks-start-20', description: 'ctr tasks start -d, 20 tasks', pending: RUNTIME, needs: [] },
-    { name: 'tasks-kill-delete-20', description: 'ctr tasks kill + delete, 20 tasks', pending: RUNTIME, needs: [] },
-    { name: 'rss-20-running', description: 'engine RSS with 20 running containers', pending: RUNTIME, needs: [] },
-  ];
-  return [...measured, ...pending];
+  return measured;
 }

@@ -1,5 +1,6 @@
 import { BerthClient } from '@berth/client';
 import { contentFiles, type Engine } from './engines.js';
+import { endShims } from './shims.js';
 import { checked, runTimed } from './timed-command.js';
 
 async function listQuiet(engine: Engine, namespace: string, args: readonly string[]): Promise<string[]> {
@@ -19,6 +20,13 @@ async function must(engine: Engine, namespace: string, args: readonly string[]):
  * behind would turn the next round's ingest into a no-op; neither step is timed.
  */
 export async function resetNamespace(engine: Engine, namespace: string, timeoutMs = 60_000): Promise<void> {
+  // Whatever a sample left running or created: tasks (SIGKILL, then forced delete), containers
+  // (ctr removes each one's snapshot with it).
+  const tasks = await listQuiet(engine, namespace, ['tasks', 'ls', '-q']);
+  for (const id of tasks) await engine.ctr(namespace, ['tasks', 'kill', '-s', 'KILL', id], { timeoutMs: 30_000 });
+  for (const id of tasks) await must(engine, namespace, ['tasks', 'rm', '-f', id]);
+  const containers = await listQuiet(engine, namespace, ['containers', 'ls', '-q']);
+  if (containers.length) await must(engine, namespace, ['containers', 'rm', ...containers]);
   const images = await listQuiet(engine, namespace, ['images', 'ls', '-q']);
   if (images.length) await must(engine, namespace, ['images', 'rm', '--sync', ...images]);
   const leases = await listQuiet(engine, namespace, ['leases', 'ls', '-q']);
@@ -33,6 +41,9 @@ export async function resetNamespace(engine: Engine, namespace: string, timeoutM
   if (blobs.length) await must(engine, namespace, ['content', 'rm', ...blobs]);
   const names = await listQuiet(engine, 'default', ['namespaces', 'ls', '-q']);
   if (names.includes(namespace)) await must(engine, 'default', ['namespaces', 'rm', namespace]);
+  // A shim exits once its last container is deleted; one that does not is ended by PID.
+  const killed = await endShims(engine.address, namespace);
+  if (killed.length) throw new Error(`${engine.name}: shim(s) ${killed.join(', ')} of ${namespace} still ran after its containers were deleted: killed`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = await contentFiles(engine);

@@ -5,7 +5,7 @@ import type { MemoryStats } from './process-stats.js';
 import { megabytesPerSecond, type SampleStats } from './stats.js';
 
 export interface EngineResult {
-  /** Wall-clock milliseconds of the ctr command(s), one per round that succeeded. */
+  /** Wall-clock milliseconds of the ctr command(s), one per round that succeeded (MiB where the metric's unit says so). */
   readonly ms: SampleStats;
   /** CPU milliseconds the engine process used during each of those samples (10 ms resolution). */
   readonly engineCpuMs: SampleStats;
@@ -25,6 +25,8 @@ export interface MetricResult {
   /** For pending: what it waits for; for skipped: why. */
   readonly reason?: string;
   readonly bytes?: number;
+  /** What `ms` holds when it is not milliseconds (rss-20-running: MiB). */
+  readonly unit?: 'MiB';
   readonly containerd?: EngineResult;
   readonly berth?: EngineResult;
   /** berth's median over containerd's: above 1, berth is slower. */
@@ -35,7 +37,7 @@ export interface EngineMemory {
   readonly pid: number;
   /** Right after start-up. */
   readonly idle: MemoryStats;
-  /** After the whole workload (no containers: nothing runs containers yet). */
+  /** After the whole workload (every container of the bench deleted by then). */
   readonly afterWorkload: MemoryStats;
 }
 
@@ -112,11 +114,14 @@ function pad(rows: string[][]): string {
     .join('\n');
 }
 
-function engineCells(e: EngineResult | undefined): [string, string] {
+function engineCells(e: EngineResult | undefined, unit: 'ms' | 'MiB'): [string, string] {
   if (!e || e.ms.samples.length === 0) return ['—', ''];
-  const range = e.ms.samples.length > 1 ? `${fmtMs(e.ms.min)}–${fmtMs(e.ms.max)}` : '';
-  return [fmtMs(e.ms.median), range];
+  const f = unit === 'MiB' ? (v: number) => `${v.toFixed(1)} MiB` : fmtMs;
+  const range = e.ms.samples.length > 1 ? `${f(e.ms.min)}–${f(e.ms.max)}` : '';
+  return [f(e.ms.median), range];
 }
+
+const cpuCell = (e: EngineResult | undefined) => (e?.engineCpuMs.samples.length ? fmtMs(e.engineCpuMs.median) : '—');
 
 /** The comparison table, machine limits, client ingest, memory and (when profiled) berthd's hot spots, as text. */
 export function formatReport(r: BenchReport): string {
@@ -136,9 +141,9 @@ export function formatReport(r: BenchReport): string {
       rows.push([x.name, `${x.status}: ${x.reason ?? ''}`]);
       continue;
     }
-    const [cm, cr] = engineCells(x.containerd);
-    const [bm, br] = engineCells(x.berth);
-    const cpu = `${x.containerd ? fmtMs(x.containerd.engineCpuMs.median) : '—'} / ${x.berth ? fmtMs(x.berth.engineCpuMs.median) : '—'}`;
+    const [cm, cr] = engineCells(x.containerd, x.unit ?? 'ms');
+    const [bm, br] = engineCells(x.berth, x.unit ?? 'ms');
+    const cpu = `${cpuCell(x.containerd)} / ${cpuCell(x.berth)}`;
     rows.push([
       x.name,
       cm,
