@@ -520,19 +520,33 @@ export async function runContainer(client: BerthClient, opts: RunOptions): Promi
   // The terminal starts at our size; later changes follow through ResizePty.
   const size = opts.tty && !opts.consoleSize ? new ConsoleSession(undefined, opts.streams?.stdout).size() : undefined;
   const container = await createContainer(client, { ...opts, ...(size ? { consoleSize: size } : {}) });
+  // Catch signals from before the task starts: the process may print before Start is even answered, and a
+  // signal sent on seeing that output must reach it, not end this process.
+  const early: NodeJS.Signals[] = [];
+  let target: ProcessHandle | undefined;
+  const forwarding =
+    opts.forwardSignals && !opts.tty && !opts.detach
+      ? forwardSignals(async (signal) => {
+          if (target) await target.kill(signal);
+          else early.push(signal);
+        })
+      : undefined;
   try {
     const handle = await startTask(client, container, { ...opts, stdin: !!opts.stdin || !!opts.tty });
     if (opts.detach) {
       handle.detach();
       return { id: container.id, pid: handle.pid };
     }
+    target = handle;
+    for (const signal of early.splice(0)) await handle.kill(signal).catch(() => {});
     try {
-      const status = await handle.waitInForeground({ ...(opts.streams ? { streams: opts.streams } : {}), forwardSignals: !!opts.forwardSignals });
+      const status = await handle.waitInForeground(opts.streams ? { streams: opts.streams } : {});
       return { id: container.id, pid: handle.pid, ...status };
     } finally {
       await handle.delete().catch(() => {});
     }
   } finally {
+    forwarding?.();
     if (opts.rm && !opts.detach) await deleteContainer(client, container.id).catch(() => {});
   }
 }
