@@ -282,14 +282,19 @@ export class Container {
       // No pid namespace of its own: what the init leaves behind would outlive it.
       void this.runc.kill(this.id, 9, true);
     }
-    p.setExited(exit.status);
-    this.ctx.log.debug('process exited', { id: this.id, exec: p.execId || undefined, pid: exit.pid, status: exit.status });
-    this.ctx.publish('/tasks/exit', 'containerd.events.TaskExit', {
-      containerId: this.id,
-      id: p.isInit ? this.id : p.execId,
-      pid: exit.pid,
-      exitStatus: exit.status,
-      exitedAt: toTimestamp(p.exitedAt ?? new Date()),
+    const at = new Date();
+    // As the stock shim: the exit is told (Wait, State, /tasks/exit) once the process's output has
+    // been copied to the client, or after 2 s if something it left behind still holds the pipes.
+    void within(p.io?.done, 2000).then(() => {
+      p.setExited(exit.status, at);
+      this.ctx.log.debug('process exited', { id: this.id, exec: p.execId || undefined, pid: exit.pid, status: exit.status });
+      this.ctx.publish('/tasks/exit', 'containerd.events.TaskExit', {
+        containerId: this.id,
+        id: p.isInit ? this.id : p.execId,
+        pid: exit.pid,
+        exitStatus: exit.status,
+        exitedAt: toTimestamp(at),
+      });
     });
   }
 
