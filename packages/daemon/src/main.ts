@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { errorMessage } from '@berth/plugin-api';
+import { returnFreedMemoryPromptly } from '@berth/sys';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { BERTH_VERSION, startDaemon } from './daemon.js';
@@ -51,6 +52,7 @@ async function main(): Promise<number> {
     ...(str('state') ? { state: str('state') } : {}),
     ...(str('log-level') ? { logLevel: str('log-level') } : {}),
   });
+  returnFreedMemoryPromptly();
   const daemon = await startDaemon(config);
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {

@@ -37,3 +37,4 @@ export {
   UNIX_PATH_MAX,
 } from './socket.js';
 export { getWindowSize, openPty, setWindowSize, type WindowSize } from './terminal.js';
+export { returnFreedMemoryPromptly } from './malloc.js';
