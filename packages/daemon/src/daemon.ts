@@ -10,10 +10,9 @@ import {
   PluginRegistryView,
   ttrpcAddressOf,
 } from '@berth/plugin-api';
-import type { TtrpcServer } from '@berth/ttrpc';
+import { socketAnswers, type TtrpcServer } from '@berth/ttrpc';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from './config.js';
@@ -175,16 +174,9 @@ async function serve(config: DaemonConfig, registry: PluginRegistry, log: Logger
 
 /** A socket someone still answers on belongs to another daemon: never steal it. */
 async function refuseLiveSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const live = await new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${path} is in use by another process; choose another --address`);
+  if (existsSync(path) && (await socketAnswers(path))) {
+    throw new Error(`${path} is in use by another process; choose another --address`);
+  }
 }
 
 function shutdown(server: grpc.Server): Promise<void> {

@@ -19,6 +19,7 @@ export {
 } from './messages.js';
 export { TtrpcClient, type TtrpcCallOptions, type TtrpcServiceClient, ttrpcService, ttrpcSocketPath } from './ttrpc-client.js';
 export {
+  socketAnswers,
   TTRPC_NAMESPACE_KEY,
   type TtrpcRequestContext,
   TtrpcServer,

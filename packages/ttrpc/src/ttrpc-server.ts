@@ -80,7 +80,7 @@ export class TtrpcServer {
   /** Serves on a unix socket, mode 0600 from the moment it exists. A stale socket file is replaced. */
   async listen(socketPath: string): Promise<void> {
     if (this.server) throw new Error(`ttrpc server already listening on ${this.socketPath}`);
-    if (await answers(socketPath)) throw new Error(`cannot listen on ${socketPath}: another server answers there`);
+    if (await socketAnswers(socketPath)) throw new Error(`cannot listen on ${socketPath}: another server answers there`);
     await rm(socketPath, { force: true });
     const server = createServer((socket) => this.serve(socket));
     await new Promise<void>((resolve, reject) => {
@@ -235,7 +235,7 @@ function contextOf(req: TtrpcRequest, signal: AbortSignal): TtrpcRequestContext 
 }
 
 /** Whether something accepts connections on the socket (a live server we must not unlink). */
-function answers(socketPath: string): Promise<boolean> {
+export function socketAnswers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = createConnection(socketPath);
     probe.once('connect', () => {
