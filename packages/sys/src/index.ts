@@ -38,3 +38,5 @@ export {
 } from './socket.js';
 export { getWindowSize, openPty, setWindowSize, type WindowSize } from './terminal.js';
 export { returnFreedMemoryPromptly } from './malloc.js';
+export { makedev, mknod, S_IFBLK, S_IFCHR, S_IFIFO, splitDev } from './mknod.js';
+export { fsetxattr, lgetxattr, lgetxattrs, llistxattr, lsetxattr } from './xattr.js';

@@ -8,10 +8,10 @@ import { gzipSync } from 'node:zlib';
 import { errorKindOf, type Mount, PluginType } from '@berth/plugin-api';
 import { mountAll, unmountAll } from '@berth/sys';
 import differPlugin from './index.js';
-import { splitDev } from './mknod.js';
+import { splitDev } from '@berth/sys';
 import { isRoot, layerOf, sha256, tarOf, tempDir, treeOf, zstdStored } from './test-support.js';
 import { WalkingDiffer } from './walking-differ.js';
-import { lgetxattr, lsetxattr } from './xattr.js';
+import { lgetxattr, lsetxattr } from '@berth/sys';
 
 const root = { skip: !isRoot && 'needs root' };
 const bind = (source: string): Mount[] => [{ type: 'bind', source, options: ['rbind', 'rw'] }];

@@ -4,10 +4,10 @@ import { type BigIntStats, closeSync, constants, lstatSync, openSync, readlinkSy
 import type { Gzip } from 'node:zlib';
 import { type AppliedLayer, InvalidArgumentError, type LayerSink, NotImplementedError } from '@berth/plugin-api';
 import { gzipStream } from './compression.js';
-import { splitDev } from './mknod.js';
+import { splitDev } from '@berth/sys';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor, type TarHeader } from './tar-writer.js';
 import type { TarEntryType } from './tar-reader.js';
-import { lgetxattrs } from './xattr.js';
+import { lgetxattrs } from '@berth/sys';
 
 const FLUSH_AT = 256 * 1024;
 const READ_CHUNK = 256 * 1024;

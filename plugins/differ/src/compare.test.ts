@@ -17,11 +17,11 @@ import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { Mount } from '@berth/plugin-api';
 import { mountAll, unmountAll } from '@berth/sys';
-import { mknod, S_IFCHR, S_IFIFO } from './mknod.js';
+import { mknod, S_IFCHR, S_IFIFO } from '@berth/sys';
 import { isRoot, layerOf, MemorySink, sha256, tempDir, treeOf } from './test-support.js';
 import { TarReader } from './tar-reader.js';
 import { WalkingDiffer } from './walking-differ.js';
-import { lsetxattr } from './xattr.js';
+import { lsetxattr } from '@berth/sys';
 
 const root = { skip: !isRoot && 'needs root' };
 const bind = (source: string, ro = false): Mount[] => [{ type: 'bind', source, options: ro ? ['rbind', 'ro'] : ['rbind'] }];

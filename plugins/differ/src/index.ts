@@ -5,7 +5,7 @@ import { WalkingDiffer } from './walking-differ.js';
 
 export { type Compression, compressionOf, decompress, sniffCompression } from './compression.js';
 export { cleanEntryName, LayerApplier } from './layer-applier.js';
-export { makedev, mknod } from './mknod.js';
+export { makedev, mknod } from '@berth/sys';
 export { DEFAULT_TAR_LIMITS, type TarEntry, type TarEntryType, type TarLimits, TarReader } from './tar-reader.js';
 export { encodeHeader, type TarHeader } from './tar-writer.js';
 export { WalkingDiffer, type WalkingDifferOptions } from './walking-differ.js';

@@ -25,10 +25,10 @@ import {
   type Logger,
   UnknownError,
 } from '@berth/plugin-api';
-import { mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './mknod.js';
+import { mknod, S_IFBLK, S_IFCHR, S_IFIFO } from '@berth/sys';
 import { type DirRef, isOverlayWhiteout, type ResolverTarget, RootResolver } from './root-resolver.js';
 import type { TarEntry, TarReader } from './tar-reader.js';
-import { fsetxattr, lsetxattr } from './xattr.js';
+import { fsetxattr, lsetxattr } from '@berth/sys';
 
 export interface ApplierOptions {
   /** Create character and block devices from the layer; when false such an entry fails the apply. */

@@ -1,6 +1,6 @@
 import { chmodSync, lchownSync, lstatSync, mkdirSync, readlinkSync, type Stats, unlinkSync, utimesSync } from 'node:fs';
 import { InvalidArgumentError } from '@berth/plugin-api';
-import { lgetxattr, lgetxattrs, lsetxattr } from './xattr.js';
+import { lgetxattr, lgetxattrs, lsetxattr } from '@berth/sys';
 
 /** A directory of the tree being written, reached without leaving the root. */
 export interface DirRef {

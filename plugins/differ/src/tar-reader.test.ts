@@ -8,7 +8,7 @@ import { cleanEntryName } from './layer-applier.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import { END_OF_ARCHIVE, encodeHeader } from './tar-writer.js';
 import { isRoot, layerOf, tarOf, tempDir } from './test-support.js';
-import { lsetxattr } from './xattr.js';
+import { lsetxattr } from '@berth/sys';
 
 async function readAll(tar: Buffer, chunk = 7919): Promise<{ entries: TarEntry[]; data: string[] }> {
   const reader = new TarReader(layerOf(tar, undefined, chunk).open());

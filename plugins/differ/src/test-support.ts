@@ -5,9 +5,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LayerSink, LayerSource } from '@berth/plugin-api';
-import { splitDev } from './mknod.js';
+import { splitDev } from '@berth/sys';
 import { END_OF_ARCHIVE, encodeHeader, paddingFor, type TarHeader } from './tar-writer.js';
-import { lgetxattrs } from './xattr.js';
+import { lgetxattrs } from '@berth/sys';
 
 export const isRoot = process.getuid?.() === 0;
 

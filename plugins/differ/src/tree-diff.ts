@@ -1,6 +1,6 @@
 import { type BigIntStats, closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
 import { type ChangeWriter, entryType, layerXattrs } from './change-writer.js';
-import { lgetxattr } from './xattr.js';
+import { lgetxattr } from '@berth/sys';
 
 const CHUNK = 64 * 1024;
 const READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;

@@ -1,4 +1,4 @@
-import { check, libc } from '@berth/sys';
+import { check, libc } from './libc.js';
 
 /** File type bits of st_mode (sys/stat.h). */
 export const S_IFIFO = 0o010000;

@@ -1,4 +1,4 @@
-import { check, libc } from '@berth/sys';
+import { check, libc } from './libc.js';
 
 // Node has no xattr calls; these are the l*/f* variants so no call ever follows a symlink.
 type SetFn = (target: string, name: string, value: Uint8Array, size: number, flags: number) => number;
