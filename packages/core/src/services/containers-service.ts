@@ -20,7 +20,7 @@ import {
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
 import { type AnyRecord, type ContainerRecord, containerKey, containersPrefix, parseJSON } from '../metadata/keys.js';
-import { nowISO, requireNamespace } from './request.js';
+import { listMatching, nowISO, requireNamespace } from './request.js';
 
 const EventType = {
   create: 'containerd.events.ContainerCreate',
@@ -48,14 +48,9 @@ export class ContainersServiceImpl implements ContainersService {
   async list(ctx: RequestContext, filters: readonly string[]): Promise<Container[]> {
     const ns = requireNamespace(ctx);
     const filter = parseFilters(filters);
-    return this.meta.view(async (tx) => {
-      const out: Container[] = [];
-      for await (const [key, value] of tx.range(containersPrefix(ns))) {
-        const c = toContainer(key[3] ?? '', parseJSON<ContainerRecord>(value));
-        if (filter.match(containerAdaptor(c))) out.push(c);
-      }
-      return out;
-    });
+    return this.meta.view((tx) =>
+      listMatching(tx, containersPrefix(ns), filter, (key, value) => toContainer(key[3] ?? '', parseJSON<ContainerRecord>(value)), containerAdaptor),
+    );
   }
 
   async create(ctx: RequestContext, input: ContainerInput): Promise<Container> {

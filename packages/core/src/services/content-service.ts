@@ -24,6 +24,7 @@ import {
   validateDigest,
   validateLabels,
   type WriterOptions,
+  type WriteTx,
   type ContentWriter,
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
@@ -40,7 +41,7 @@ import {
   leaseResourceKey,
   parseJSON,
 } from '../metadata/keys.js';
-import { joinLease, nowISO, requireNamespace } from './request.js';
+import { joinLease, listMatching, nowISO, requireNamespace } from './request.js';
 
 /**
  * containerd's namespaced content: one blob store underneath, a record per
@@ -81,14 +82,9 @@ export class ContentServiceImpl implements ContentService {
   async list(ctx: RequestContext, filters: readonly string[]): Promise<ContentInfo[]> {
     const ns = requireNamespace(ctx);
     const filter = parseFilters(filters);
-    return this.meta.view(async (tx) => {
-      const out: ContentInfo[] = [];
-      for await (const [key, value] of tx.range(blobsPrefix(ns))) {
-        const info = toInfo(key[4] ?? '', parseJSON<BlobRecord>(value));
-        if (filter.match(infoAdaptor(info))) out.push(info);
-      }
-      return out;
-    });
+    return this.meta.view((tx) =>
+      listMatching(tx, blobsPrefix(ns), filter, (key, value) => toInfo(key[4] ?? '', parseJSON<BlobRecord>(value)), infoAdaptor),
+    );
   }
 
   async delete(ctx: RequestContext, digest: string): Promise<void> {
@@ -264,12 +260,7 @@ class SharedIngest implements ContentIngest {
     const existed = await this.meta.update(async (tx) => {
       // Under the metadata lock: garbage collection cannot take the blob between this check and the record.
       await this.store.info(digest);
-      await joinLease(tx, this.ctx, this.ns, 'content', digest);
-      if ((await tx.get(blobKey(this.ns, digest))) !== undefined) return true;
-      await tx.ensureNamespace(this.ns);
-      const now = nowISO();
-      tx.putJSON(blobKey(this.ns, digest), { size: this.blob.size, createdAt: now, updatedAt: now, labels } satisfies BlobRecord);
-      return false;
+      return recordBlob(tx, this.ctx, this.ns, digest, this.blob.size, labels);
     });
     if (existed) throw new AlreadyExistsError(`content ${digest}: already exists`);
     return digest;
@@ -337,12 +328,7 @@ class NamespacedIngest implements ContentIngest {
       }
       tx.del(ingestKey(this.ns, this.ref));
       if (this.ctx.lease) tx.del(leaseResourceKey(this.ns, this.ctx.lease, 'ingests', this.ref));
-      await joinLease(tx, this.ctx, this.ns, 'content', digest);
-      const key = blobKey(this.ns, digest);
-      if ((await tx.get(key)) !== undefined) return { digest, existed: true };
-      const now = nowISO();
-      tx.putJSON(key, { size: written, createdAt: now, updatedAt: now, labels: { ...labels } } satisfies BlobRecord);
-      return { digest, existed: false };
+      return { digest, existed: await recordBlob(tx, this.ctx, this.ns, digest, written, labels) };
     });
     if (existed) throw new AlreadyExistsError(`content ${digest}: already exists`);
     return digest;
@@ -351,6 +337,27 @@ class NamespacedIngest implements ContentIngest {
   close(): Promise<void> {
     return this.backend.close();
   }
+}
+
+/**
+ * Record a committed blob in the namespace, joined to the caller's lease.
+ * Returns true when the namespace already had it (the caller answers
+ * AlreadyExists); its labels are then left as they were.
+ */
+async function recordBlob(
+  tx: WriteTx,
+  ctx: RequestContext,
+  ns: string,
+  digest: string,
+  size: number,
+  labels: Labels,
+): Promise<boolean> {
+  await joinLease(tx, ctx, ns, 'content', digest);
+  if ((await tx.get(blobKey(ns, digest))) !== undefined) return true;
+  await tx.ensureNamespace(ns);
+  const now = nowISO();
+  tx.putJSON(blobKey(ns, digest), { size, createdAt: now, updatedAt: now, labels: { ...labels } } satisfies BlobRecord);
+  return false;
 }
 
 function notFound(digest: string): NotFoundError {

@@ -22,7 +22,7 @@ import {
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
 import { type ImageRecord, imageKey, imagesPrefix, parseJSON } from '../metadata/keys.js';
-import { nowISO, requireNamespace } from './request.js';
+import { listMatching, nowISO, requireNamespace } from './request.js';
 
 const EventType = {
   create: 'containerd.services.images.v1.ImageCreate',
@@ -50,14 +50,9 @@ export class ImagesServiceImpl implements ImagesService {
   async list(ctx: RequestContext, filters: readonly string[]): Promise<Image[]> {
     const ns = requireNamespace(ctx);
     const filter = parseFilters(filters);
-    return this.meta.view(async (tx) => {
-      const out: Image[] = [];
-      for await (const [key, value] of tx.range(imagesPrefix(ns))) {
-        const image = toImage(key[3] ?? '', parseJSON<ImageRecord>(value));
-        if (filter.match(imageAdaptor(image))) out.push(image);
-      }
-      return out;
-    });
+    return this.meta.view((tx) =>
+      listMatching(tx, imagesPrefix(ns), filter, (key, value) => toImage(key[3] ?? '', parseJSON<ImageRecord>(value)), imageAdaptor),
+    );
   }
 
   async create(ctx: RequestContext, input: ImageInput): Promise<Image> {

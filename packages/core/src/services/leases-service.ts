@@ -26,7 +26,7 @@ import {
   leasesPrefix,
   parseJSON,
 } from '../metadata/keys.js';
-import { nowISO, requireNamespace } from './request.js';
+import { listMatching, nowISO, requireNamespace } from './request.js';
 
 /** containerd's leases: named holds on content, ingests and snapshots, released on delete or expiry. */
 @injectable()
@@ -66,15 +66,16 @@ export class LeasesServiceImpl implements LeasesService {
   async list(ctx: RequestContext, filters: readonly string[]): Promise<Lease[]> {
     const ns = requireNamespace(ctx);
     const filter = parseFilters(filters);
-    return this.meta.view(async (tx) => {
-      const out: Lease[] = [];
-      for await (const [key, value] of tx.range(leasesPrefix(ns))) {
-        if (key.length !== 4) continue;
-        const lease = toLease(key[3] ?? '', parseJSON<LeaseRecord>(value));
-        if (filter.match(leaseAdaptor(lease))) out.push(lease);
-      }
-      return out;
-    });
+    // Resources sit under their lease's key: only the lease records themselves are listed.
+    return this.meta.view((tx) =>
+      listMatching(
+        tx,
+        leasesPrefix(ns),
+        filter,
+        (key, value) => (key.length === 4 ? toLease(key[3] ?? '', parseJSON<LeaseRecord>(value)) : undefined),
+        leaseAdaptor,
+      ),
+    );
   }
 
   async addResource(ctx: RequestContext, id: string, resource: LeaseResource): Promise<void> {

@@ -29,7 +29,7 @@ import {
   snapshotKey,
   snapshotsPrefix,
 } from '../metadata/keys.js';
-import { joinLease, nowISO, requireNamespace } from './request.js';
+import { joinLease, listMatching, nowISO, requireNamespace } from './request.js';
 
 const EventType = {
   prepare: 'containerd.events.SnapshotPrepare',
@@ -181,14 +181,9 @@ export class SnapshotsServiceImpl implements SnapshotsService {
     const ns = requireNamespace(ctx);
     this.snapshotter(sn);
     const filter = parseFilters(filters);
-    return this.meta.view(async (tx) => {
-      const out: SnapshotInfo[] = [];
-      for await (const [key, value] of tx.range(snapshotsPrefix(ns, sn))) {
-        const info = toInfo(key[4] ?? '', parseJSON<SnapshotRecord>(value));
-        if (filter.match(infoAdaptor(info))) out.push(info);
-      }
-      return out;
-    });
+    return this.meta.view((tx) =>
+      listMatching(tx, snapshotsPrefix(ns, sn), filter, (key, value) => toInfo(key[4] ?? '', parseJSON<SnapshotRecord>(value)), infoAdaptor),
+    );
   }
 
   async usage(ctx: RequestContext, sn: string, key: string): Promise<SnapshotUsage> {
