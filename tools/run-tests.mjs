@@ -54,7 +54,20 @@ const reporter = extra.some((a) => a.startsWith('--test-reporter'))
       ? ['--test-reporter=spec']
       : [];
 
-const child = spawn(process.execPath, ['--test', ...reporter, ...extra, ...files], { stdio: 'inherit' });
+// Failures also go to a file of their own, for the bootstrap to repeat at the end of the run.
+const failuresDir = process.env.BERTH_TEST_FAILURES_DIR;
+const ownReporter = extra.some((a) => a.startsWith('--test-reporter'));
+const failures =
+  failuresDir && !ownReporter
+  ? [
+      ...(reporter.length > 0 ? reporter : ['--test-reporter=tap']), // node's own choice off a terminal
+      '--test-reporter-destination=stdout',
+      `--test-reporter=${new URL('./failures-reporter.mjs', import.meta.url).href}`,
+      `--test-reporter-destination=${path.join(failuresDir, `${path.basename(process.cwd())}-${process.pid}.txt`)}`,
+    ]
+  : reporter;
+
+const child = spawn(process.execPath, ['--test', ...failures, ...extra, ...files], { stdio: 'inherit' });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     // A terminal's Ctrl-C reaches the child directly; pass on what comes only to us.

@@ -546,7 +546,21 @@ async function main(argv) {
   }
 
   const [cmd, args] = nxCommand(['run-many', '-t', 'lint,test', '--output-style=stream', ...rest]);
-  return runForwarding(cmd, args, nxEnv());
+  // Each package's tests also write their failures here (tools/run-tests.mjs), so that the
+  // end of a long, interleaved run repeats which tests failed and why.
+  const failuresDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-failures-'));
+  try {
+    const code = await runForwarding(cmd, args, { ...nxEnv(), BERTH_TEST_FAILURES_DIR: failuresDir });
+    const failed = fs
+      .readdirSync(failuresDir)
+      .sort()
+      .map((f) => fs.readFileSync(path.join(failuresDir, f), 'utf8'))
+      .filter((text) => text.trim() !== '');
+    if (failed.length > 0) process.stderr.write(`\n==== failed tests ====\n\n${failed.join('')}`);
+    return code;
+  } finally {
+    fs.rmSync(failuresDir, { recursive: true, force: true });
+  }
 }
 
 main(process.argv.slice(2)).then(

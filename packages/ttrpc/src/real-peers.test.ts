@@ -135,10 +135,10 @@ describe('real containerd 1.6 serving ttrpc', { skip: skipReason(['containerd', 
     containerd = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
     process.once('exit', killOnExit);
     containerdLog = tail(containerd);
-    for (const deadline = Date.now() + 20_000; ; await sleep(100)) {
+    for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
       if (containerd.exitCode !== null) throw new Error(`containerd exited ${containerd.exitCode}:\n${containerdLog()}`);
       if ((await connectable(ttrpcSocket)) && (await connectable(grpcSocket))) break;
-      if (Date.now() > deadline) throw new Error(`containerd did not serve in 20 s:\n${containerdLog()}`);
+      if (Date.now() > deadline) throw new Error(`containerd did not serve in 60 s:\n${containerdLog()}`);
     }
     client = new TtrpcClient(ttrpcSocket);
   });
@@ -171,7 +171,7 @@ describe('real containerd 1.6 serving ttrpc', { skip: skipReason(['containerd', 
       },
     };
     // ctr subscribes some time after it starts: forward until it prints one.
-    for (const deadline = Date.now() + 15_000; !printed.includes('/berth/test'); await sleep(200)) {
+    for (const deadline = Date.now() + 30_000; !printed.includes('/berth/test'); await sleep(200)) {
       if (Date.now() > deadline) throw new Error(`ctr events printed nothing:\n${ctrLog()}\ncontainerd:\n${containerdLog()}`);
       assert.deepEqual(await events.unary('Forward', { envelope }, { namespace: 'default', timeoutMs: 5000 }), {});
     }
@@ -274,8 +274,12 @@ describe('the stock containerd-shim-runc-v2 as a ttrpc server', { skip: skipReas
       const start = execFile(
         'containerd-shim-runc-v2',
         ['-namespace', namespace, '-address', grpcAddress, '-publish-binary', '/bin/true', '-id', id, 'start'],
-        { cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: join(dir, 'events.sock') }, timeout: 20_000 },
-        (err, stdout, stderr) => (err ? reject(new Error(`shim start failed: ${err.message}\n${stdout}${stderr}`)) : resolve(stdout + stderr)),
+        { cwd: bundle, env: { ...process.env, TTRPC_ADDRESS: join(dir, 'events.sock') }, timeout: 60_000 },
+        (err, stdout, stderr) => {
+          if (err) reject(new Error(`shim start failed: ${err.message}\n${stdout}${stderr}`));
+          else if (stderr.trim() !== '') reject(new Error(`shim start printed on stderr:\n${stderr}\nstdout: ${stdout}`));
+          else resolve(stdout);
+        },
       );
       start.stdin?.end(); // no runtime options
     });
@@ -332,7 +336,7 @@ describe('the stock containerd-shim-runc-v2 as a ttrpc server', { skip: skipReas
     const task = ttrpcService(client as TtrpcClient, protoRoot(), TASK);
     assert.deepEqual(await task.unary('Shutdown', { id }, { namespace, timeoutMs: 5000 }), {});
     const pid = shimPid as number;
-    for (const deadline = Date.now() + 5000; alive(pid) && Date.now() < deadline; ) await sleep(50);
+    for (const deadline = Date.now() + 15_000; alive(pid) && Date.now() < deadline; ) await sleep(50);
     assert.equal(alive(pid), false, `shim ${pid} still running after Shutdown\n${shimLog}`);
     assert.equal(existsSync(ttrpcSocketPath(printed)), false);
     assert.deepEqual(forwarded, [], 'no task, so nothing to publish');

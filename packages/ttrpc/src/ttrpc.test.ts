@@ -68,7 +68,7 @@ class RawPeer {
 
 /** Polls: what a server does after the client gave up happens a little later. */
 async function eventually(what: string, cond: () => boolean): Promise<void> {
-  for (const deadline = Date.now() + 2000; !cond(); await sleep(5)) {
+  for (const deadline = Date.now() + 10_000; !cond(); await sleep(5)) {
     if (Date.now() > deadline) assert.fail(what);
   }
 }
