@@ -15,6 +15,7 @@ export default async function* failures(source) {
     }
     if (event.type !== 'test:fail') continue;
     const { data } = event;
+    if (data.todo !== undefined && data.todo !== false) continue; // expected to fail, and not a failure of the run
     const error = data.details?.error;
     // A suite fails with its subtests; those are reported on their own.
     if (error?.failureType === 'subtestsFailed') continue;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { errorMessage } from '@berth/plugin-api';
-import { returnFreedMemoryPromptly } from '@berth/sys';
+import { returnFreedMemoryPromptly, trimMemoryWhenIdle } from '@berth/sys';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config.js';
 import { BERTH_VERSION, startDaemon } from './daemon.js';
@@ -54,6 +54,18 @@ async function main(): Promise<number> {
   });
   returnFreedMemoryPromptly();
   const daemon = await startDaemon(config);
+  const trim = trimMemoryWhenIdle({
+    onTrim: (before, after) => {
+      const { heapTotal, heapUsed, external } = process.memoryUsage();
+      daemon.log.debug('returned idle memory', {
+        rssBeforeMiB: mib(before),
+        rssAfterMiB: mib(after),
+        heapTotalMiB: mib(heapTotal),
+        heapUsedMiB: mib(heapUsed),
+        externalMiB: mib(external),
+      });
+    },
+  });
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals) => {
       daemon.log.info('shutting down', { signal });
@@ -62,9 +74,12 @@ async function main(): Promise<number> {
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  trim.stop();
   await daemon.close();
   return 0;
 }
+
+const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
 
 main().then(
   (code) => process.exit(code),

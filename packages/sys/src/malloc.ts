@@ -21,3 +21,20 @@ export function returnFreedMemoryPromptly(thresholdBytes = 128 * 1024): boolean 
     return false; // not glibc: nothing to tune
   }
 }
+
+let mallocTrimFn: ((pad: number) => number) | undefined;
+
+/**
+ * malloc_trim(3): hand every whole free page of glibc's heaps back to the
+ * kernel, from the middle of the heap too, not only its top (which is all the
+ * trim threshold does). False where this is not glibc.
+ */
+export function releaseFreeMemory(): boolean {
+  try {
+    mallocTrimFn ??= libc().func('int malloc_trim(size_t pad)') as NonNullable<typeof mallocTrimFn>;
+    mallocTrimFn(0);
+    return true;
+  } catch {
+    return false;
+  }
+}

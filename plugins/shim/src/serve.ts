@@ -1,5 +1,5 @@
 import { errorMessage } from '@berth/plugin-api';
-import { flock, LOCK_EX, LOCK_NB, setChildSubreaper } from '@berth/sys';
+import { flock, LOCK_EX, LOCK_NB, returnFreedMemoryPromptly, setChildSubreaper, trimMemoryWhenIdle } from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
 import { closeSync, constants, existsSync, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import type { ContainerContext } from './container.js';
@@ -178,6 +178,9 @@ export async function serve(flags: ShimFlags): Promise<void> {
         void exitNow(0);
       });
     }
+    // One shim serves a whole group for a long time: give back what bursts of work leave.
+    returnFreedMemoryPromptly();
+    trimMemoryWhenIdle();
     report('ok');
   } catch (err) {
     report(`error: ${errorMessage(err)}`);

@@ -7,12 +7,21 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { type CpuProfile, readProfile, summarizeProfile } from './cpu-profile.js';
 import { berthdMain, type Engine, type EngineName, startBerthdEngine, startContainerdEngine } from './engines.js';
-import { type MachineLimits, measureMachineLimits } from './machine-limits.js';
-import { metricCatalogue, type MetricSpec, type Sample, type Unit, type Workload } from './metrics.js';
+import { type MachineLimits, measureMachineLimits, prepareLayerTar } from './machine-limits.js';
+import {
+  APPLY_LAYER_BERTH_ONLY,
+  LAYER_TAR_MEDIA_TYPE,
+  metricCatalogue,
+  type MetricSpec,
+  type Sample,
+  type Unit,
+  type Workload,
+} from './metrics.js';
 import { resetNamespace } from './namespace-reset.js';
 import { endShims } from './shims.js';
 import { isAlive, readCpuMs, readMemory } from './process-stats.js';
 import {
+  type ApplyLayerSummary,
   type BenchReport,
   type ClientIngestSummary,
   type EngineMemory,
@@ -39,6 +48,9 @@ export interface BenchOptions {
 
 /** The durable-ingest goal for berth's own client, as % of min(sha256, fsync'd write). */
 export const CLIENT_INGEST_GOAL_PERCENT = 70;
+
+/** The goal for berth's apply of one uncompressed layer: at most this many times `tar -x`'s time. */
+export const APPLY_LAYER_GOAL_RATIO = 2;
 
 const MEMORY_NOTE = 'the engine process alone, no containers running; with 20 running containers, shims included, see rss-20-running';
 
@@ -170,10 +182,18 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
       await pushWithSkopeo(image.layoutDir, pullRef);
     }
   }
-  const workload: Workload = { small, ...(big ? { big } : {}), ...(ingest ? { ingest } : {}), ...(pullRef ? { pullRef } : {}) };
+  // The layer tar -x extracts for the machine limits is also the one berth's differ applies (apply-layer-*).
+  const layerTar = await prepareLayerTar(dir, big ?? small);
+  const workload: Workload = {
+    small,
+    ...(big ? { big } : {}),
+    ...(ingest ? { ingest } : {}),
+    ...(pullRef ? { pullRef } : {}),
+    layerTar,
+  };
 
-  opts.log('measuring machine limits (sha256, fsync write, tar -x)');
-  const limits = await measureMachineLimits(dir, big ?? small, { mib: ingestBytes / 1048576, runs: opts.quick ? 1 : 3 });
+  opts.log(`measuring machine limits (sha256, fsync write, tar -x of ${layerTar.path}, ${layerTar.bytes} bytes)`);
+  const limits = await measureMachineLimits(dir, layerTar, { mib: ingestBytes / 1048576, runs: opts.quick ? 1 : 3 });
 
   opts.log('starting containerd and berthd');
   const containerd = await startContainerdEngine();
@@ -221,6 +241,7 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
   await resources.release('berthd');
   const profile = opts.profileDir ? await summarizeProfiles(opts.profileDir, berth.pid, clientProfile, berthWindows, opts.log) : undefined;
   const clientIngest = clientIngestSummary(metrics, limits);
+  const applyLayer = applyLayerSummary(metrics, limits);
 
   return {
     date: new Date().toISOString(),
@@ -240,6 +261,7 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
     limits,
     metrics,
     ...(clientIngest ? { clientIngest } : {}),
+    ...(applyLayer ? { applyLayer } : {}),
     memory,
     ...(profile ? { profile } : {}),
     seconds: (performance.now() - started) / 1000,
@@ -304,6 +326,28 @@ function clientIngestSummary(metrics: readonly MetricResult[], limits: MachineLi
   return { metric: metric.name, bytes: metric.bytes, limitMBps, goalPercent: CLIENT_INGEST_GOAL_PERCENT, engines };
 }
 
+/** berth's apply of the uncompressed layer against `tar -x` of the same file (the machine limit). */
+function applyLayerSummary(metrics: readonly MetricResult[], limits: MachineLimits): ApplyLayerSummary | undefined {
+  const metric = metrics.find((m) => m.name.startsWith('apply-layer-'));
+  const berth = metric?.berth;
+  if (!metric?.bytes || berth?.mbps === undefined) return undefined;
+  const ratioToTar = berth.ms.median / limits.tarExtractMs;
+  return {
+    metric: metric.name,
+    bytes: metric.bytes,
+    mediaType: LAYER_TAR_MEDIA_TYPE,
+    berthOnly: APPLY_LAYER_BERTH_ONLY,
+    mbps: berth.mbps,
+    wallMs: berth.ms.median,
+    engineCpuMs: berth.engineCpuMs.median,
+    tarExtractMBps: limits.tarExtractMBps,
+    tarExtractMs: limits.tarExtractMs,
+    ratioToTar,
+    goalRatio: APPLY_LAYER_GOAL_RATIO,
+    goalMet: ratioToTar <= APPLY_LAYER_GOAL_RATIO,
+  };
+}
+
 /** Microseconds of CLOCK_MONOTONIC, the clock V8's CPU profiles use. */
 const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -322,12 +366,13 @@ const fmtValue = (v: number, unit: Unit) => (unit === 'MiB' ? `${v.toFixed(1)} M
 
 async function measureMetric(
   spec: MetricSpec,
-  engines: readonly Engine[],
+  allEngines: readonly Engine[],
   workload: Workload,
   opts: BenchOptions,
 ): Promise<{ results: MetricResult[]; windows: Map<EngineName, [number, number][]> }> {
   const measure = spec.measure as NonNullable<MetricSpec['measure']>;
   const also = spec.also ?? [];
+  const engines = spec.berthOnly ? allEngines.filter((e) => e.name === 'berth') : allEngines;
   const samples = new Map<EngineName, Samples>(
     engines.map((e) => [
       e.name,
@@ -368,6 +413,11 @@ async function measureMetric(
         line = `failed: ${message}`;
       }
       try {
+        await spec.cleanup?.(engine, namespace, workload);
+      } catch (err) {
+        s.errors.push(`round ${round}, cleaning up: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      try {
         await resetNamespace(engine, namespace);
       } catch (err) {
         s.errors.push(`round ${round}, emptying ${namespace}: ${err instanceof Error ? err.message : String(err)}`);
@@ -389,17 +439,18 @@ async function measureMetric(
         const p = pick(s);
         return [e.name, engineResult(summarize(p.values), summarize(p.engineCpu), summarize(p.benchCpu), s.errors, rowBytes)];
       }),
-    ) as Record<EngineName, EngineResult>;
-    const failed = engines.some((e) => results[e.name].errors.length > 0);
-    const ratio = results.berth.ms.median / results.containerd.ms.median;
+    ) as Partial<Record<EngineName, EngineResult>>;
+    const failed = engines.some((e) => (results[e.name]?.errors.length ?? 0) > 0);
+    const ratio = (results.berth?.ms.median ?? Number.NaN) / (results.containerd?.ms.median ?? Number.NaN);
     return {
       name,
       description,
       status: failed ? 'failed' : 'measured',
+      ...(spec.berthOnly ? { berthOnly: spec.berthOnly } : {}),
       ...(unit !== 'ms' ? { unit } : {}),
       ...(rowBytes !== undefined ? { bytes: rowBytes } : {}),
-      containerd: results.containerd,
-      berth: results.berth,
+      ...(results.containerd ? { containerd: results.containerd } : {}),
+      ...(results.berth ? { berth: results.berth } : {}),
       ...(Number.isFinite(ratio) ? { ratio } : {}),
     };
   };

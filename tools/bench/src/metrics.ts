@@ -1,7 +1,8 @@
-import { BerthClient } from '@berth/client';
+import { BerthClient, LeasedClientContext, type SnapshotsClient } from '@berth/client';
 import type { CachedImage } from '@berth/image-builder';
 import { createReadStream } from 'node:fs';
 import type { Engine } from './engines.js';
+import type { LayerTar } from './machine-limits.js';
 import { readCpuMs } from './process-stats.js';
 import { engineAndShimsRssKiB } from './shims.js';
 import { median } from './stats.js';
@@ -16,6 +17,8 @@ export interface Workload {
   readonly big?: CachedImage;
   /** `HOST/REPO:TAG` of the pull metric's image, pushed to the bench's own docker-registry. */
   readonly pullRef?: string;
+  /** The largest layer of the big image (small with --quick), uncompressed: the file machine limits extract with `tar -x`. */
+  readonly layerTar?: LayerTar;
 }
 
 export type WorkloadNeed = 'ingest' | 'small' | 'big' | 'registry';
@@ -43,6 +46,8 @@ export interface MetricSpec {
   readonly description: string;
   /** Set for a metric that cannot run yet: what it waits for. */
   readonly pending?: string;
+  /** Set for a metric that runs on berth alone: why containerd is left out. */
+  readonly berthOnly?: string;
   readonly needs: readonly WorkloadNeed[];
   /** Bytes one sample moves, for MB/s. */
   bytes?(w: Workload): number;
@@ -52,6 +57,8 @@ export interface MetricSpec {
   prepare?(engine: Engine, namespace: string, w: Workload): Promise<void>;
   /** One sample on `engine` in `namespace`: milliseconds (or a Sample), or throws. */
   measure?(engine: Engine, namespace: string, w: Workload): Promise<number | Sample>;
+  /** Untimed, after `measure` (also when `prepare` or `measure` failed), before the namespace is emptied. */
+  cleanup?(engine: Engine, namespace: string, w: Workload): Promise<void>;
 }
 
 function need<T>(value: T | undefined, what: string): T {
@@ -183,6 +190,82 @@ function lifecycle(): MetricSpec {
   };
 }
 
+/** The media type of an uncompressed OCI layer. */
+export const LAYER_TAR_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar';
+
+export const APPLY_LAYER_BERTH_ONLY = 'ctr has no command that applies a layer';
+
+type Mounts = Awaited<ReturnType<SnapshotsClient['prepare']>>;
+
+/** What `prepare` left for `measure` and `cleanup`, as far as it got. */
+interface ApplyState {
+  readonly client: BerthClient;
+  lease?: string;
+  digest?: string;
+  key?: string;
+  mounts?: Mounts;
+}
+
+/**
+ * berth's differ through the Diff service, as a client would use it: the uncompressed layer
+ * machine limits extract with `tar -x`, put into the content store and an empty overlayfs
+ * snapshot prepared (both under a lease, untimed), then `Diff.Apply` of it onto the snapshot's
+ * mounts, timed; the snapshot, the blob and the lease are removed afterwards (untimed).
+ */
+function applyLayer(name: string): MetricSpec {
+  const states = new Map<string, ApplyState>();
+  const layerOf = (w: Workload) => need(w.layerTar, 'the uncompressed layer');
+  return {
+    name,
+    description: `@berth/client Diff.Apply of the uncompressed layer the tar -x limit extracts (${LAYER_TAR_MEDIA_TYPE}) onto an empty overlayfs snapshot; blob and snapshot put in place untimed`,
+    berthOnly: APPLY_LAYER_BERTH_ONLY,
+    needs: [],
+    bytes: (w) => layerOf(w).bytes,
+    prepare: async (engine, ns, w) => {
+      const layer = layerOf(w);
+      const state: ApplyState = { client: new BerthClient({ address: engine.address, namespace: ns, timeout: 120_000 }) };
+      states.set(ns, state);
+      state.lease = (await state.client.leases.create({ expireAfterMs: 60 * 60 * 1000 })).id;
+      const leased = new BerthClient(new LeasedClientContext(state.client.context, state.lease));
+      const ref = `bench-apply-${ns}`;
+      await leased.content.ingest(ref, createReadStream(layer.path, { highWaterMark: 1024 * 1024 }), {
+        expected: layer.digest,
+        total: layer.bytes,
+      });
+      state.digest = layer.digest;
+      state.mounts = await leased.snapshots.prepare(ref);
+      state.key = ref;
+    },
+    measure: async (_engine, ns, w) => {
+      const layer = layerOf(w);
+      const state = states.get(ns);
+      const mounts = need(state?.mounts, 'the snapshot');
+      const client = (state as ApplyState).client;
+      const started = process.hrtime.bigint();
+      const applied = await client.diff.apply({ mediaType: LAYER_TAR_MEDIA_TYPE, digest: layer.digest, size: layer.bytes }, mounts);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      // An uncompressed layer's diff ID is its own digest.
+      if (applied.digest !== layer.digest || applied.size !== layer.bytes) {
+        throw new Error(`Diff.Apply answered ${applied.digest} (${applied.size} bytes), not ${layer.digest} (${layer.bytes} bytes)`);
+      }
+      return { ms, detail: `onto ${mounts.map((m) => m.type).join('+')} mount` };
+    },
+    cleanup: async (_engine, ns) => {
+      const state = states.get(ns);
+      if (!state) return;
+      states.delete(ns);
+      const { client } = state;
+      try {
+        if (state.key) await client.snapshots.remove(state.key);
+        if (state.digest) await client.content.delete(state.digest);
+        if (state.lease) await client.leases.delete(state.lease, { sync: true });
+      } finally {
+        client.close();
+      }
+    },
+  };
+}
+
 /**
  * Every metric of the comparison, in the order of the table. `quick` swaps the sizes for a
  * smoke run (16 MiB ingests, the small image everywhere) and leaves out the 137 MB ones.
@@ -232,6 +315,7 @@ export function metricCatalogue(quick: boolean): MetricSpec[] {
             },
           } satisfies MetricSpec,
         ]),
+    applyLayer(quick ? 'apply-layer-small' : 'apply-layer-34m'),
     runRmTrue(quick ? 3 : 10),
     ...(quick ? [] : [lifecycle()]),
     {

@@ -24,6 +24,8 @@ export interface MetricResult {
   readonly status: 'measured' | 'failed' | 'pending' | 'skipped';
   /** For pending: what it waits for; for skipped: why. */
   readonly reason?: string;
+  /** Set for a metric measured on berth alone (no containerd result, no ratio): why. */
+  readonly berthOnly?: string;
   readonly bytes?: number;
   /** What `ms` holds when it is not milliseconds (rss-20-running: MiB). */
   readonly unit?: 'MiB';
@@ -62,6 +64,28 @@ export interface ClientIngestSummary {
   >;
 }
 
+/** berth's differ applying one uncompressed layer (Diff.Apply), against `tar -x` of the same file. */
+export interface ApplyLayerSummary {
+  readonly metric: string;
+  /** The uncompressed layer's size (the same file the machine limits extract). */
+  readonly bytes: number;
+  readonly mediaType: string;
+  /** Why containerd is not measured. */
+  readonly berthOnly: string;
+  /** Medians of berth's samples. */
+  readonly mbps: number;
+  readonly wallMs: number;
+  readonly engineCpuMs: number;
+  /** The machine limit: `tar -x` of the same file, its median. */
+  readonly tarExtractMBps: number;
+  readonly tarExtractMs: number;
+  /** berth's median apply time over tar -x's median time: 1 is as fast as tar. */
+  readonly ratioToTar: number;
+  /** The goal: ratioToTar at most this. */
+  readonly goalRatio: number;
+  readonly goalMet: boolean;
+}
+
 export interface BenchReport {
   readonly date: string;
   readonly options: { readonly rounds: number; readonly quick: boolean; readonly only?: readonly string[]; readonly profile: boolean };
@@ -80,6 +104,7 @@ export interface BenchReport {
   readonly limits: MachineLimits;
   readonly metrics: readonly MetricResult[];
   readonly clientIngest?: ClientIngestSummary;
+  readonly applyLayer?: ApplyLayerSummary;
   readonly memory: { readonly note: string } & Partial<Record<EngineName, EngineMemory>>;
   readonly profile?: {
     readonly file: string;
@@ -136,12 +161,14 @@ export function formatReport(r: BenchReport): string {
     ['metric', 'containerd', 'min–max', 'berth', 'min–max', 'berth/ctd', 'MB/s ctd', 'MB/s berth', 'engine CPU ctd/berth'],
   ];
   const notes: string[] = [];
+  const berthOnly: string[] = [];
   for (const x of r.metrics) {
     if (x.status === 'pending' || x.status === 'skipped') {
       rows.push([x.name, `${x.status}: ${x.reason ?? ''}`]);
       continue;
     }
-    const [cm, cr] = engineCells(x.containerd, x.unit ?? 'ms');
+    if (x.berthOnly) berthOnly.push(`  ${x.name}: ${x.berthOnly}`);
+    const [cm, cr] = x.berthOnly ? ['berth only', ''] : engineCells(x.containerd, x.unit ?? 'ms');
     const [bm, br] = engineCells(x.berth, x.unit ?? 'ms');
     const cpu = `${cpuCell(x.containerd)} / ${cpuCell(x.berth)}`;
     rows.push([
@@ -153,7 +180,7 @@ export function formatReport(r: BenchReport): string {
       x.ratio === undefined ? '—' : `${x.ratio.toFixed(2)}×`,
       x.containerd?.mbps === undefined ? '' : x.containerd.mbps.toFixed(0),
       x.berth?.mbps === undefined ? '' : x.berth.mbps.toFixed(0),
-      cpu,
+      x.berthOnly ? `— / ${cpuCell(x.berth)}` : cpu,
     ]);
     for (const [name, e] of [
       ['containerd', x.containerd],
@@ -163,6 +190,7 @@ export function formatReport(r: BenchReport): string {
     }
   }
   out.push(pad(rows));
+  if (berthOnly.length) out.push('', 'measured on berth only:', ...berthOnly);
   if (notes.length) out.push('', 'failed rounds:', ...notes);
 
   const l = r.limits;
@@ -171,8 +199,18 @@ export function formatReport(r: BenchReport): string {
     'machine limits (MB = 10^6 bytes):',
     `  sha256 (${l.sha256Source}, 1 MiB blocks, one core)   ${l.sha256MBps.toFixed(0)} MB/s`,
     `  fsync'd write (dd ${l.fsyncWriteBytes / 1048576} MiB conv=fsync)        ${l.fsyncWriteMBps.toFixed(0)} MB/s`,
-    `  tar -x of a ${(l.tarBytes / 1e6).toFixed(1)} MB uncompressed layer       ${l.tarExtractMBps.toFixed(0)} MB/s`,
+    `  tar -x of a ${(l.tarBytes / 1e6).toFixed(1)} MB uncompressed layer       ${l.tarExtractMBps.toFixed(0)} MB/s (${fmtMs(l.tarExtractMs)})`,
   );
+
+  const a = r.applyLayer;
+  if (a) {
+    out.push(
+      '',
+      `berth's differ applying that layer (${a.metric}; goal ≤ ${a.goalRatio.toFixed(1)}× tar -x; berth only: ${a.berthOnly}):`,
+      `  Diff.Apply of it as ${a.mediaType} onto an empty overlayfs snapshot, through @berth/client`,
+      `  berth      ${a.mbps.toFixed(0).padStart(5)} MB/s = ${a.ratioToTar.toFixed(2)}× tar -x's time (${fmtMs(a.wallMs)} against ${fmtMs(a.tarExtractMs)}, ${a.tarExtractMBps.toFixed(0)} MB/s): goal ${a.goalMet ? 'met' : 'not met'}; engine CPU ${fmtMs(a.engineCpuMs)}`,
+    );
+  }
 
   const c = r.clientIngest;
   if (c) {

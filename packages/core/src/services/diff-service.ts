@@ -62,9 +62,14 @@ export class DiffServiceImpl implements DiffService {
       try {
         digest = await ingest.commit(size, '', labels);
       } catch (err) {
-        // The same layer is already in this namespace: that is the answer.
+        // The same layer is already in this namespace: that is the answer, and
+        // it gets the diff ID label if it lacks one, as containerd's differ does.
         if (!isAlreadyExists(err)) throw err;
         digest = ingest.digest();
+        const existing = await this.content.info(ctx, digest);
+        if (!existing.labels[UNCOMPRESSED_LABEL]) {
+          await this.content.update(ctx, { digest, labels: { [UNCOMPRESSED_LABEL]: produced.diffId } }, [`labels.${UNCOMPRESSED_LABEL}`]);
+        }
       }
       return { mediaType, digest, size };
     } finally {
