@@ -44,6 +44,26 @@ describe('berth CLI: content and images', () => {
     assert.match(r.stderr, /^berth: .*not found/m);
   });
 
+  test('content ingest < FILE (berthd reads it by descriptor): ctr reads back the same bytes; a wrong digest leaves no blob', async () => {
+    const data = randomBytes(5 * 1024 * 1024 + 3);
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const file = join(d.dir, 'by-descriptor');
+    writeFileSync(file, data);
+    let r = await berth(d, ['-n', 'fd', 'content', 'ingest', 'fd-1', '--expected-digest', digest, '--label', 'containerd.io/gc.root=e2e'], {
+      stdinFile: file,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    r = await ctr(d, ['-n', 'fd', 'content', 'get', digest], { binary: true });
+    assert.ok(r.stdoutBytes.equals(data));
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    r = await berth(d, ['-n', 'fd', 'content', 'ingest', 'fd-2', '--expected-digest', wrong], { stdinFile: file });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /unexpected commit digest/);
+    assert.equal((await ctr(d, ['-n', 'fd', 'content', 'get', wrong])).code, 1);
+    assert.match((await ctr(d, ['-n', 'fd', 'content', 'active'])).stdout, /fd-2/, 'the ingest stays, to resume or abort');
+    assert.equal((await berth(d, ['-n', 'fd', 'content', 'abort', 'fd-2'])).code, 0);
+  });
+
   test('images import (OCI and docker archives), export, and re-import elsewhere with the same digests', async () => {
     let r = await berth(d, ['-n', 'oci', 'images', 'import', image.ociArchive as string]);
     assert.equal(r.code, 0, r.stderr);

@@ -2,6 +2,7 @@ import {
   ContainersService,
   ContentService,
   DaemonInfo,
+  DescriptorInbox,
   DiffService,
   definePlugin,
   EventExchange,
@@ -24,6 +25,7 @@ import { healthHandlers } from './services/health.js';
 import { imagesHandlers } from './services/images.js';
 import { introspectionHandlers } from './services/introspection.js';
 import { leasesHandlers } from './services/leases.js';
+import { localContentHandlers } from './services/local-content.js';
 import { snapshotsHandlers } from './services/snapshots.js';
 import { namespacesHandlers } from './services/namespaces.js';
 import { tasksHandlers } from './services/tasks.js';
@@ -82,6 +84,16 @@ export const contentGrpc = definePlugin({
   init: (ctx) => service('containerd.services.content.v1.Content', contentHandlers(ctx.get(ContentService))),
 });
 
+/** berth's own: ingest of a file a local client passes by descriptor (proto/berth/services/content/v1/local.proto). */
+export const localContentGrpc = definePlugin({
+  type: PluginType.Grpc,
+  id: 'berth-local-content',
+  requires: [ContentService, DescriptorInbox],
+  provides: GrpcService,
+  init: (ctx) =>
+    service('berth.services.content.v1.LocalContent', localContentHandlers(ctx.get(ContentService), ctx.get(DescriptorInbox))),
+});
+
 export const imagesGrpc = definePlugin({
   type: PluginType.Grpc,
   id: 'images',
@@ -137,6 +149,7 @@ export default [
   eventsGrpc,
   healthGrpc,
   contentGrpc,
+  localContentGrpc,
   imagesGrpc,
   leasesGrpc,
   snapshotsGrpc,

@@ -5,7 +5,12 @@ import {
   NotFoundError,
 } from '@berth/plugin-api';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { BerthClient } from './berth-client.js';
@@ -124,6 +129,57 @@ for (const { name, skip } of engines) {
       assert.equal(fresh.digest, sha256('fresh'));
       await client.content.delete(digest);
       await client.content.delete(fresh.digest);
+    });
+
+    it('ingests a file by path or descriptor, resuming an interrupted ingest (berthd: by descriptor)', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'berth-ingest-file-'));
+      try {
+        const data = randomBytes(3 * WRITE_CHUNK_BYTES + 777);
+        const digest = sha256(data);
+        const file = join(dir, 'blob');
+        await writeFile(file, data);
+        const info = await client.content.ingestFile('file-1', file, { expected: digest, labels: { from: 'file' } });
+        assert.deepEqual([info.digest, info.size, info.labels.from], [digest, data.length, 'file']);
+        assert.deepEqual(await readAll(client.content.read(digest)), data);
+        // Again, by descriptor: already here, the labels asked for are set.
+        const fh = await open(file, 'r');
+        try {
+          const again = await client.content.ingestFile('file-2', fh.fd, { expected: digest, labels: { again: 'yes' } });
+          assert.deepEqual([again.labels.from, again.labels.again], ['file', 'yes']);
+        } finally {
+          await fh.close();
+        }
+        await client.content.delete(digest);
+
+        // Interrupted after 70 000 bytes: the file's first 70 000 bytes are not read again (garbage there proves it).
+        const w = await client.content.openWriter('file-3', { total: data.length });
+        await w.write(data.subarray(0, 70_000));
+        w.abandon();
+        await eventually(() => client.content.status('file-3'), (st) => st.offset === 70_000);
+        await writeFile(file, Buffer.concat([Buffer.alloc(70_000, 0x55), data.subarray(70_000)]));
+        assert.equal((await client.content.ingestFile('file-3', file)).digest, digest);
+        await assert.rejects(client.content.status('file-3'), NotFoundError);
+        await client.content.delete(digest);
+
+        // A wrong expected digest is refused and no blob appears.
+        await assert.rejects(client.content.ingestFile('file-4', file, { expected: sha256('other') }), FailedPreconditionError);
+        await assert.rejects(client.content.info(digest), NotFoundError);
+        await client.content.abort('file-4');
+
+        if (name === 'berthd') {
+          // berthd reads the descriptor itself, and takes regular files only (a stream would have read the FIFO).
+          const fifo = join(dir, 'fifo');
+          execFileSync('mkfifo', [fifo]);
+          const fd = openSync(fifo, constants.O_RDWR);
+          try {
+            await assert.rejects(client.content.ingestFile('file-5', fd, { total: 1 }), /not a regular file/);
+          } finally {
+            closeSync(fd);
+          }
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('waits for a ref another writer holds, then resumes after it', async () => {

@@ -1,6 +1,7 @@
 import { type BidiStream, bidiStream, fromTimestamp, type ServiceClient, type Timestamp } from '@berth/api';
 import {
   type ContentInfo,
+  descriptorAddressOf,
   errorKindOf,
   errorMessage,
   FailedPreconditionError,
@@ -8,10 +9,14 @@ import {
   InvalidArgumentError,
   isAlreadyExists,
   isNotFound,
+  isNotImplemented,
   type Labels,
   NotFoundError,
 } from '@berth/plugin-api';
-import { createHash, type Hash } from 'node:crypto';
+import { closeFd, connectUnixSocket, sendFd } from '@berth/sys';
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, fstat } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { ClientContext, RequestOptions } from './client-context.js';
 
 /** Bytes per WRITE message (containerd's client copies with a 1 MiB buffer). */
@@ -282,8 +287,12 @@ export class ContentWriter {
 export class ContentClient {
   private readonly svc: ServiceClient;
 
+  /** berth's own LocalContent service, for ingestFile. */
+  private readonly local: ServiceClient;
+
   constructor(private readonly ctx: ClientContext) {
     this.svc = ctx.service('containerd.services.content.v1.Content');
+    this.local = ctx.service('berth.services.content.v1.LocalContent');
   }
 
   /** NotFoundError when this namespace does not have the blob. */
@@ -381,18 +390,7 @@ export class ContentClient {
    * `lockWaitMs` (default 60 s) or until `signal` aborts.
    */
   async openWriter(ref: string, opts: WriterOptions & { readonly lockWaitMs?: number } = {}): Promise<ContentWriter> {
-    const deadline = Date.now() + (opts.lockWaitMs ?? 60_000);
-    let backoff = 16;
-    for (;;) {
-      try {
-        return await ContentWriter.open(this.ctx, ref, opts);
-      } catch (err) {
-        const locked = errorKindOf(err) === 'unavailable' && /locked/.test(errorMessage(err));
-        if (!locked || Date.now() >= deadline || opts.signal?.aborted) throw err;
-        await new Promise((r) => setTimeout(r, Math.random() * backoff));
-        backoff = Math.min(backoff * 2, 2048);
-      }
-    }
+    return retryWhileLocked(() => ContentWriter.open(this.ctx, ref, opts), opts);
   }
 
   /**
@@ -478,12 +476,98 @@ export class ContentClient {
     }
   }
 
+  /**
+   * `ingest` of a file (a path, or an open descriptor the caller keeps). With
+   * berthd on a local socket the file does not travel through gRPC: its
+   * descriptor goes over berthd's descriptor socket and berthd copies, hashes
+   * and commits the bytes itself (berth.services.content.v1.LocalContent).
+   * Anywhere else (containerd, a TCP address, an older berthd) the bytes are
+   * streamed with Content.Write as `ingest` does. `total` defaults to the
+   * file's size; the same resume, lease and label rules apply.
+   */
+  async ingestFile(ref: string, file: string | number, opts: IngestOptions = {}): Promise<ContentInfo> {
+    const fh = typeof file === 'string' ? await open(file, 'r') : undefined;
+    const fd = fh?.fd ?? (file as number);
+    try {
+      const local = descriptorSocketOf(this.ctx.connection.address);
+      if (local && existsSync(local)) {
+        try {
+          return await this.ingestByDescriptor(local, ref, fd, opts);
+        } catch (err) {
+          if (!isNotImplemented(err)) throw err; // a berthd without LocalContent: stream it
+        }
+      }
+      const total = opts.total ?? (await fstatSize(fd));
+      return await this.ingest(ref, createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1024 * 1024 }), { ...opts, total });
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  private async ingestByDescriptor(socket: string, ref: string, fd: number, opts: IngestOptions): Promise<ContentInfo> {
+    if (opts.resume === false) {
+      await this.abort(ref, opts).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      });
+    }
+    // Each try passes the descriptor anew: berthd closes the one it took.
+    const res = await retryWhileLocked(() => {
+      const token = randomBytes(18).toString('base64url');
+      const conn = connectUnixSocket(socket);
+      try {
+        sendFd(conn, fd, Buffer.from(token));
+      } finally {
+        closeFd(conn);
+      }
+      return this.local.unary<{ digest: string }>(
+        'IngestFile',
+        { ref, token, size: opts.total ?? 0, expected: opts.expected ?? '', labels: opts.labels ?? {} },
+        this.ctx.call(opts),
+      );
+    }, opts);
+    // As `ingest`: a blob already here keeps its labels; set the ones asked for.
+    await this.labelExisting(res.digest, opts);
+    return this.info(res.digest, opts);
+  }
+
   /** A commit of an existing blob leaves its labels alone; set the ones asked for. */
   private async labelExisting(digest: string, opts: IngestOptions): Promise<void> {
     const keys = Object.keys(opts.labels ?? {});
     if (keys.length === 0) return;
     await this.update(digest, opts.labels ?? {}, keys.map((k) => `labels.${k}`), opts);
   }
+}
+
+/**
+ * Run `attempt` again while the ref it writes is locked by another writer (Unavailable "ref …
+ * locked", as containerd answers), with a randomised backoff, for up to `lockWaitMs` (60 s).
+ */
+async function retryWhileLocked<T>(
+  attempt: () => Promise<T>,
+  opts: { readonly lockWaitMs?: number; readonly signal?: AbortSignal },
+): Promise<T> {
+  const deadline = Date.now() + (opts.lockWaitMs ?? 60_000);
+  let backoff = 16;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const locked = errorKindOf(err) === 'unavailable' && /locked/.test(errorMessage(err));
+      if (!locked || Date.now() >= deadline || opts.signal?.aborted) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * backoff));
+      backoff = Math.min(backoff * 2, 2048);
+    }
+  }
+}
+
+/** berthd's descriptor socket for a local gRPC address; undefined for any other address. */
+function descriptorSocketOf(address: string): string | undefined {
+  const path = address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+  return path.startsWith('/') ? descriptorAddressOf(path) : undefined;
+}
+
+function fstatSize(fd: number): Promise<number> {
+  return new Promise((resolve, reject) => fstat(fd, (err, st) => (err ? reject(err) : resolve(st.size))));
 }
 
 function hexDigest(hash: Hash): string {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type ContentStore, type ContentWriter, type ErrorKind, errorKindOf } from '@berth/plugin-api';
 
@@ -399,6 +402,49 @@ export function contentStoreSuite(name: string, factory: ContentStoreFactory): v
       await Promise.all(pieces.map((p) => w.write(p)));
       const all = concat(...pieces);
       assert.equal(await w.commit(all.length, sha256(all)), sha256(all));
+    });
+
+    it('copies from a file descriptor (when the store can), after writes, resuming after a short file', async (store) => {
+      const probe = await store.writer({ ref: 'copy-probe' });
+      const supported = typeof probe.copyFrom === 'function';
+      await probe.close();
+      await store.abort('copy-probe');
+      if (!supported) return; // optional: callers fall back to write()
+
+      const dir = await mkdtemp(join(tmpdir(), 'berth-copy-from-'));
+      const data = bytes(20 * 1024 * 1024 + 12_345, 7); // more than a few chunks of any sensible size
+      const file = join(dir, 'source');
+      await writeFile(file, data.subarray(0, 9 * 1024 * 1024 + 1));
+      const fh = await open(file, 'r+');
+      try {
+        const w = await store.writer({ ref: 'copy', total: data.length, expected: sha256(data) });
+        await w.write(data.subarray(0, 1000)); // the file's first 1000 bytes are skipped, already written
+        // The file is shorter than asked: FailedPrecondition, the writer keeps all the file had.
+        await rejectsWith((w.copyFrom as NonNullable<ContentWriter['copyFrom']>)(fh.fd, data.length), 'failed-precondition', /ends at/);
+        assert.equal(w.offset, 9 * 1024 * 1024 + 1);
+        assert.equal(w.digest(), sha256(data.subarray(0, w.offset)));
+        await w.close();
+
+        await fh.write(data.subarray(9 * 1024 * 1024 + 1), 0, undefined, 9 * 1024 * 1024 + 1);
+        const resumed = await store.writer({ ref: 'copy' });
+        assert.equal(resumed.offset, 9 * 1024 * 1024 + 1);
+        await (resumed.copyFrom as NonNullable<ContentWriter['copyFrom']>)(fh.fd, data.length);
+        assert.equal(resumed.offset, data.length);
+        assert.equal(await resumed.commit(data.length, sha256(data)), sha256(data));
+        assert.deepEqual(await collect(store.read(sha256(data))), data);
+
+        // An abort signal stops it between chunks; what was copied stays, consistent.
+        const aborted = await store.writer({ ref: 'copy-aborted' });
+        const abort = new AbortController();
+        abort.abort();
+        await assert.rejects((aborted.copyFrom as NonNullable<ContentWriter['copyFrom']>)(fh.fd, data.length, abort.signal));
+        assert.equal(aborted.digest(), sha256(data.subarray(0, aborted.offset)));
+        await aborted.close();
+        await store.abort('copy-aborted');
+      } finally {
+        await fh.close();
+        await rm(dir, { recursive: true, force: true });
+      }
     });
   });
 }

@@ -3,6 +3,8 @@ import { bindService, loadProtoRoot, MAX_MESSAGE_BYTES, protoRoot } from '@berth
 import { createLogger, PluginRegistry, registerPackages } from '@berth/core';
 import {
   DaemonInfo,
+  DescriptorInbox,
+  descriptorAddressOf,
   errorMessage,
   EventExchange,
   GrpcService,
@@ -16,6 +18,7 @@ import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DaemonConfig } from './config.js';
+import { DescriptorInboxServer } from './descriptor-inbox.js';
 import { RootLock } from './root-lock.js';
 import { startTtrpcServer } from './ttrpc-server.js';
 
@@ -56,8 +59,10 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
   await mkdir(config.state, { recursive: true, mode: 0o711 });
   const lock = RootLock.acquire(config.root);
   let registry: PluginRegistry | undefined;
+  let inbox: DescriptorInboxServer | undefined;
   try {
     await refuseLiveSocket(config.grpc.address);
+    inbox = await DescriptorInboxServer.listen(descriptorAddressOf(config.grpc.address), log, config.grpc);
     registry = new PluginRegistry({
       root: config.root,
       state: config.state,
@@ -74,6 +79,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     };
     registry.preset(DaemonInfo, info);
     registry.preset(PluginRegistryView, registry);
+    registry.preset(DescriptorInbox, inbox);
     await registerPackages(registry, BUILTIN_PLUGIN_PACKAGES, [PACKAGE_DIR]);
     await registerPackages(registry, config.pluginPackages, [config.configDir, PACKAGE_DIR]);
     await registry.initAll();
@@ -100,6 +106,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     });
 
     const reg = registry;
+    const descriptors = inbox;
     let closing: Promise<void> | undefined;
     return {
       config,
@@ -109,6 +116,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
         closing ??= (async () => {
           await shutdown(server);
           await ttrpc?.close();
+          await descriptors.close();
           await reg.close();
           await rm(config.grpc.address, { force: true });
           lock.release();
@@ -118,6 +126,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       },
     };
   } catch (err) {
+    await inbox?.close();
     await registry?.close();
     lock.release();
     throw err;

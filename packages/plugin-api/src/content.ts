@@ -48,6 +48,13 @@ export interface ContentWriter {
   status(): Promise<IngestStatus>;
   /** Append at the current offset. */
   write(data: Uint8Array): Promise<void>;
+  /**
+   * Append the bytes of the open regular file `fd` from the current offset up
+   * to `end` (file offsets, the file's start being the blob's start), as
+   * `write` would, but read by the store itself. Optional: without it callers
+   * read the file and `write` what they read.
+   */
+  copyFrom?(fd: number, end: number, signal?: AbortSignal): Promise<void>;
   /** Discard everything written (containerd allows truncating to 0 only). */
   truncate(size: 0): Promise<void>;
   /**
@@ -91,6 +98,8 @@ export interface ContentIngest {
   digest(): string;
   readonly offset: number;
   write(data: Uint8Array): Promise<void>;
+  /** Append the bytes of the open regular file `fd` from `offset` up to `end`, as ContentWriter.copyFrom. */
+  copyFrom(fd: number, end: number, signal?: AbortSignal): Promise<void>;
   truncate(size: 0): Promise<void>;
   commit(size: number, expected: string, labels?: Labels): Promise<string>;
   close(): Promise<void>;
@@ -112,5 +121,16 @@ export interface ContentService {
   abort(ctx: RequestContext, ref: string): Promise<void>;
   /** AlreadyExists when `expected` is already in this namespace (or was just shared into it from another). */
   writer(ctx: RequestContext, opts: WriterOptions): Promise<ContentIngest>;
+  /**
+   * Ingest and commit the first `size` bytes (0: all) of the open regular
+   * file `fd` under `ref`, resuming an unfinished ingest of that ref, as a
+   * Write stream that ends in COMMIT would; the caller keeps and closes `fd`.
+   * A blob already in this namespace is answered as it is.
+   */
+  ingestFile(
+    ctx: RequestContext,
+    fd: number,
+    opts: { ref: string; size?: number; expected?: string; labels?: Labels },
+  ): Promise<ContentInfo>;
 }
 export const ContentService = token<ContentService>('ContentService');

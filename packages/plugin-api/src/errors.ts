@@ -142,6 +142,9 @@ export function isNotFound(err: unknown): err is NotFoundError {
 export function isAlreadyExists(err: unknown): err is AlreadyExistsError {
   return errorKindOf(err) === 'already-exists';
 }
+export function isNotImplemented(err: unknown): err is NotImplementedError {
+  return errorKindOf(err) === 'not-implemented';
+}
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

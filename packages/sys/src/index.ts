@@ -33,6 +33,7 @@ export {
   listenUnixSocket,
   type ReceivedFd,
   receiveFd,
+  tryReceiveFd,
   sendFd,
   UNIX_PATH_MAX,
 } from './socket.js';
@@ -41,3 +42,4 @@ export { type IdleTrim, type IdleTrimOptions, trimMemoryWhenIdle } from './idle-
 export { releaseFreeMemory, returnFreedMemoryPromptly } from './malloc.js';
 export { makedev, mknod, S_IFBLK, S_IFCHR, S_IFIFO, splitDev } from './mknod.js';
 export { fsetxattr, lgetxattr, lgetxattrs, llistxattr, lsetxattr } from './xattr.js';
+export { startWriteback } from './writeback.js';

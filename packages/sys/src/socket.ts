@@ -8,6 +8,7 @@ const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
 const MSG_CMSG_CLOEXEC = 0x40000000;
+const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 /** sun_path is 108 bytes, NUL included. */
 export const UNIX_PATH_MAX = 107;
@@ -141,10 +142,26 @@ export interface ReceivedFd {
  * sends or closes; undefined fd and empty data mean the peer closed.
  */
 export function receiveFd(connFd: number): ReceivedFd {
+  return receive(connFd, 0) as ReceivedFd;
+}
+
+/**
+ * receiveFd without blocking (MSG_DONTWAIT), for a socket the event loop must
+ * not wait on: undefined when nothing has arrived yet.
+ */
+export function tryReceiveFd(connFd: number): ReceivedFd | undefined {
+  return receive(connFd, MSG_DONTWAIT);
+}
+
+function receive(connFd: number, flags: number): ReceivedFd | undefined {
   const { ptr, view } = messageBlock(undefined);
   try {
-    const n = Number(f().recvmsg(connFd, ptr, MSG_CMSG_CLOEXEC));
-    if (n === -1) throw new SyscallError('recvmsg', koffi.errno());
+    const n = Number(f().recvmsg(connFd, ptr, MSG_CMSG_CLOEXEC | flags));
+    if (n === -1) {
+      const errno = koffi.errno();
+      if (errno === EAGAIN && flags & MSG_DONTWAIT) return undefined;
+      throw new SyscallError('recvmsg', errno);
+    }
     const data = Buffer.from(view.subarray(DATA, DATA + n));
     const controlLength = Number(view.readBigUInt64LE(MSGHDR + 40));
     const fds: number[] = [];

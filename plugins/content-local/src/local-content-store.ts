@@ -11,8 +11,9 @@ import {
   UnavailableError,
   type WriterOptions,
 } from '@berth/plugin-api';
+import { startWriteback } from '@berth/sys';
 import { createHash, type Hash } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { read, type Stats } from 'node:fs';
 import { chmod, type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
@@ -249,6 +250,10 @@ class LocalContentWriter implements ContentWriter {
   #failure: unknown;
   /** Operations run one at a time, in call order. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Where the bytes not yet pushed to disk start (see pushWriteback). */
+  #writebackFrom: number;
+  /** The writeback being queued, awaited before the file is closed. */
+  #writeback: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly root: string,
@@ -264,6 +269,22 @@ class LocalContentWriter implements ContentWriter {
     this.#offset = start.offset;
     this.#updatedAt = start.updatedAt;
     this.#fh = fh;
+    this.#writebackFrom = start.offset;
+  }
+
+  /**
+   * Once WRITEBACK_CHUNK bytes are written since the last push, start their
+   * writeback, so that the fsync at commit finds little left to write (as
+   * the thread pool writes, the disk already works). Best effort: a failure
+   * only means the fsync does it all.
+   */
+  private pushWriteback(): void {
+    const fh = this.#fh;
+    const length = this.#offset - this.#writebackFrom;
+    if (!fh || length < WRITEBACK_CHUNK) return;
+    const from = this.#writebackFrom;
+    this.#writebackFrom = this.#offset;
+    this.#writeback = this.#writeback.then(() => startWriteback(fh.fd, from, length)).catch(() => {});
   }
 
   get offset(): number {
@@ -291,6 +312,57 @@ class LocalContentWriter implements ContentWriter {
       }
       this.#offset += data.byteLength;
       this.#updatedAt = new Date();
+      this.pushWriteback();
+    });
+  }
+
+  /**
+   * Reads, hashing and writes overlap: while the thread pool writes one chunk
+   * and reads the next, the event loop hashes the one just read. A failed
+   * read leaves the writer at the end of the last chunk written (resumable);
+   * a failed write leaves it unusable, as in `write`.
+   */
+  copyFrom(fd: number, end: number, signal?: AbortSignal): Promise<void> {
+    return this.serial(async () => {
+      checkCount(end, 'end');
+      const fh = this.handle();
+      const buffers = [0, 1, 2].map(() => Buffer.allocUnsafeSlow(COPY_CHUNK));
+      let pos = this.#offset;
+      let writing: Promise<void> | undefined;
+      let writingEnd = pos;
+      const settle = async () => {
+        if (!writing) return;
+        try {
+          await writing;
+        } catch (err) {
+          this.#failure = err;
+          throw err;
+        }
+        writing = undefined;
+        this.#offset = writingEnd;
+        this.#updatedAt = new Date();
+        this.pushWriteback();
+      };
+      const read = (i: number, at: number) => readFrom(fd, buffers[i % 3], Math.min(COPY_CHUNK, end - at), at);
+      try {
+        let reading = pos < end ? read(0, pos) : undefined;
+        for (let i = 0; reading; i++) {
+          const n = await reading;
+          if (n === 0) throw new FailedPreconditionError(`the file ends at ${pos} bytes, before ${end}`);
+          const chunk = buffers[i % 3].subarray(0, n);
+          const at = pos;
+          pos += n;
+          // The buffer the next read fills was last written two chunks ago: done once the previous write is.
+          await settle();
+          signal?.throwIfAborted();
+          reading = pos < end ? read(i + 1, pos) : undefined;
+          writing = writeAt(fh, chunk, at);
+          writingEnd = pos;
+          for (const hash of this.hashes.values()) hash.update(chunk);
+        }
+      } finally {
+        await settle();
+      }
     });
   }
 
@@ -300,6 +372,7 @@ class LocalContentWriter implements ContentWriter {
       await this.handle().truncate(0);
       this.hashes = newHashes(this.start.expected);
       this.#offset = 0;
+      this.#writebackFrom = 0;
       this.#updatedAt = new Date();
     });
   }
@@ -310,8 +383,10 @@ class LocalContentWriter implements ContentWriter {
       // Whatever happens the writer is done and the ref free (as containerd does);
       // on a mismatch the ingest stays for a new writer to resume, or to abort.
       try {
+        await this.#writeback;
         return await this.publish(fh, size, expected);
       } finally {
+        await this.#writeback;
         this.#fh = undefined;
         await fh.close().catch(() => {});
         this.release();
@@ -325,6 +400,7 @@ class LocalContentWriter implements ContentWriter {
       if (!fh) return;
       this.#fh = undefined;
       try {
+        await this.#writeback;
         await writeFile(join(this.path, 'updatedat'), this.#updatedAt.toISOString());
         await fh.sync();
       } finally {
@@ -441,6 +517,19 @@ async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Prom
   for (let done = 0; done < data.byteLength; ) {
     done += (await fh.write(data, done, data.byteLength - done, position + done)).bytesWritten;
   }
+}
+
+/** How much a writer writes between two pushes of writeback. */
+const WRITEBACK_CHUNK = 8 * 1024 * 1024;
+
+/** What `copyFrom` reads and writes at a time, three buffers of it in use. */
+const COPY_CHUNK = 8 * 1024 * 1024;
+
+/** pread(2) on a plain descriptor, which FileHandle cannot wrap without owning it. */
+function readFrom(fd: number, buffer: Buffer, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    read(fd, buffer, 0, length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+  );
 }
 
 /** Feeds the first `size` bytes of a file to `hashes`, a chunk at a time. */

@@ -82,6 +82,7 @@ describe('npm run bench -- --quick, end to end against containerd and berthd', a
       'run-rm-true',
       'run-rm-true-first',
       'client-ingest-16m',
+      'client-stream-ingest-16m',
     ]);
     for (const m of report.metrics.filter((x) => x.status === 'measured')) {
       for (const e of m.berthOnly ? [m.berth] : [m.containerd, m.berth]) {

@@ -1,6 +1,7 @@
 import type { Labels } from '@berth/plugin-api';
 import type { Command } from 'commander';
 import { once } from 'node:events';
+import { fstatSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import type { CliIO, CommandContext } from '../command-context.js';
 import { UsageError } from '../exit-code.js';
@@ -120,14 +121,27 @@ export interface IngestCommandOptions {
   readonly label?: string[];
 }
 
-/** `berth content ingest REF`: a blob from stdin; prints nothing, as ctr. */
+/**
+ * `berth content ingest REF`: a blob from stdin; prints nothing, as ctr. When
+ * stdin is a regular file (`< FILE`), berthd reads it by descriptor.
+ */
 export async function ingestContent(ctx: CommandContext, ref: string, opts: IngestCommandOptions = {}): Promise<void> {
   if (opts.expectedDigest) checkedDigest(opts.expectedDigest);
-  await ctx.client.content.ingest(ref, stdinOf(ctx), {
+  const ingestOpts = {
     ...(opts.expectedDigest ? { expected: opts.expectedDigest } : {}),
     ...(opts.expectedSize ? { total: opts.expectedSize } : {}),
     ...(opts.label?.length ? { labels: parseLabels(opts.label) } : {}),
-  });
+  };
+  if (!(ctx.io as CliIO & BinaryIO).stdin && stdinIsFile()) await ctx.client.content.ingestFile(ref, 0, ingestOpts);
+  else await ctx.client.content.ingest(ref, stdinOf(ctx), ingestOpts);
+}
+
+function stdinIsFile(): boolean {
+  try {
+    return fstatSync(0).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** `berth content rm DIGEST…`: prints what it removed; an absent blob is a warning, as ctr skips it. */

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, test } from 'node:test';
@@ -401,4 +401,42 @@ test('a commit whose lease is gone is NotFound and leaves the ingest to resume',
   assert.equal(resumed.offset, bytes.length);
   assert.equal(await resumed.commit(bytes.length, digest), digest);
   assert.equal(await readAll(A, digest), 'outlived its lease');
+});
+
+test('ingestFile commits a file under a lease, shares what another namespace has, and refuses what is not a plain file', async () => {
+  const leases = new LeasesServiceImpl(meta);
+  await leases.create(A, { id: 'file-lease' });
+  const file = join(root, `file-${n}`);
+  const text = 'from a file descriptor '.repeat(1000);
+  await writeFile(file, text);
+  const fh = await open(file, 'r');
+  try {
+    const digest = sha256(Buffer.from(text));
+    const info = await service.ingestFile({ ...A, lease: 'file-lease' }, fh.fd, { ref: 'by-fd', expected: digest, labels: { via: 'fd' } });
+    assert.deepEqual([info.digest, info.size, info.labels], [digest, text.length, { via: 'fd' }]);
+    assert.equal(await readAll(A, digest), text);
+    assert.deepEqual(
+      (await leases.listResources(A, 'file-lease')).map((r) => r.id),
+      [digest],
+      'the blob joins the lease',
+    );
+    // The same again: the blob as it is. In another namespace: shared, no second copy.
+    assert.equal((await service.ingestFile(A, fh.fd, { ref: 'again', expected: digest })).digest, digest);
+    assert.equal((await service.ingestFile(B, fh.fd, { ref: 'b', expected: digest })).digest, digest);
+    // A prefix of the file, without an expected digest.
+    const prefix = await service.ingestFile(A, fh.fd, { ref: 'prefix', size: 100 });
+    assert.equal(prefix.digest, sha256(Buffer.from(text.slice(0, 100))));
+    // Wrong digest: FailedPrecondition, no blob, the ingest stays to resume or abort.
+    await assert.rejects(service.ingestFile(A, fh.fd, { ref: 'wrong', size: 50, expected: sha256(Buffer.from('x')) }), FailedPreconditionError);
+    assert.equal((await service.status(A, 'wrong')).offset, 50);
+    await assert.rejects(service.ingestFile(A, fh.fd, { ref: 'too-much', size: text.length + 1 }), InvalidArgumentError);
+  } finally {
+    await fh.close();
+  }
+  const dir = await open(root, 'r');
+  try {
+    await assert.rejects(service.ingestFile(A, dir.fd, { ref: 'dir' }), /not a regular file/);
+  } finally {
+    await dir.close();
+  }
 });

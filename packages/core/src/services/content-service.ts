@@ -28,6 +28,7 @@ import {
   type ContentWriter,
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
+import { fstat, read, type Stats } from 'node:fs';
 import {
   backendRef,
   type BlobRecord,
@@ -185,6 +186,40 @@ export class ContentServiceImpl implements ContentService {
     return new NamespacedIngest(opts.ref, ns, ctx, backend, this.meta);
   }
 
+  async ingestFile(
+    ctx: RequestContext,
+    fd: number,
+    opts: { ref: string; size?: number; expected?: string; labels?: Labels },
+  ): Promise<ContentInfo> {
+    const file = await fstatOf(fd);
+    if (!file.isFile()) throw new InvalidArgumentError('the descriptor is not a regular file');
+    const size = opts.size || file.size;
+    if (size > file.size) throw new InvalidArgumentError(`size ${size} is more than the file's ${file.size} bytes`);
+    let ingest: ContentIngest;
+    try {
+      ingest = await this.writer(ctx, { ref: opts.ref, total: size, expected: opts.expected });
+    } catch (err) {
+      if (isAlreadyExists(err) && opts.expected) return this.info(ctx, opts.expected);
+      throw err;
+    }
+    try {
+      if (ingest.offset > size) {
+        throw new FailedPreconditionError(`ref ${opts.ref} already holds ${ingest.offset} bytes, more than ${size}`);
+      }
+      await ingest.copyFrom(fd, size, ctx.signal);
+      let digest: string;
+      try {
+        digest = await ingest.commit(size, opts.expected ?? '', opts.labels);
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        digest = opts.expected || ingest.digest();
+      }
+      return await this.info(ctx, digest);
+    } finally {
+      await ingest.close();
+    }
+  }
+
   /**
    * Remove a backend ingest no metadata record names (one a failed writer()
    * just created): listStatuses cannot show it and nothing else would free it.
@@ -245,6 +280,10 @@ class SharedIngest implements ContentIngest {
     if (data.byteLength > 0) throw new FailedPreconditionError(`content ${this.blob.digest} is already complete`);
   }
 
+  async copyFrom(_fd: number, end: number): Promise<void> {
+    if (end > this.blob.size) throw new FailedPreconditionError(`content ${this.blob.digest} is already complete`);
+  }
+
   async truncate(): Promise<void> {}
 
   async commit(size: number, expected: string, given: Labels = {}): Promise<string> {
@@ -297,6 +336,15 @@ class NamespacedIngest implements ContentIngest {
   async write(data: Uint8Array): Promise<void> {
     await this.backend.write(data);
     this.updatedAt = new Date();
+  }
+
+  async copyFrom(fd: number, end: number, signal?: AbortSignal): Promise<void> {
+    try {
+      if (this.backend.copyFrom) await this.backend.copyFrom(fd, end, signal);
+      else await copyByWrites(fd, this.backend, end, signal);
+    } finally {
+      this.updatedAt = new Date();
+    }
   }
 
   truncate(size: 0): Promise<void> {
@@ -385,4 +433,22 @@ function infoAdaptor(info: ContentInfo): FieldAdaptor {
 
 function statusAdaptor(status: IngestStatus): FieldAdaptor {
   return (path) => (path[0] === 'ref' ? status.ref : path[0] === 'expected' ? status.expected || undefined : undefined);
+}
+
+/** For a store without copyFrom: read the file and write what was read. */
+async function copyByWrites(fd: number, writer: ContentWriter, end: number, signal?: AbortSignal): Promise<void> {
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  for (let pos = writer.offset; pos < end; ) {
+    signal?.throwIfAborted();
+    const n = await new Promise<number>((resolve, reject) =>
+      read(fd, buffer, 0, Math.min(buffer.length, end - pos), pos, (err, got) => (err ? reject(err) : resolve(got))),
+    );
+    if (n === 0) throw new FailedPreconditionError(`the file ends at ${pos} bytes, before ${end}`);
+    await writer.write(buffer.subarray(0, n));
+    pos += n;
+  }
+}
+
+function fstatOf(fd: number): Promise<Stats> {
+  return new Promise((resolve, reject) => fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
 }
