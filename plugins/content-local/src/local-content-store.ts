@@ -49,6 +49,12 @@ export class LocalContentStore implements ContentStore {
    * can be resumed by the next store opened on the root.
    */
   private readonly locks = new Map<string, Date>();
+  /**
+   * The writers open now, by ingest path: their status is in memory, so the
+   * polls of a pull in progress (ctr asks ListStatuses every 100 ms) read no
+   * files for them.
+   */
+  private readonly writers = new Map<string, LocalContentWriter>();
 
   private constructor(readonly root: string) {}
 
@@ -133,7 +139,10 @@ export class LocalContentStore implements ContentStore {
 
   async status(ref: string): Promise<IngestStatus> {
     checkRef(ref);
-    const status = await readIngest(this.ingestPath(ref));
+    const path = this.ingestPath(ref);
+    const open = this.writers.get(path);
+    if (open) return open.status();
+    const status = await readIngest(path);
     if (status?.ref !== ref) throw new NotFoundError(`ref ${ref}: not found`);
     return status;
   }
@@ -142,7 +151,8 @@ export class LocalContentStore implements ContentStore {
     const out: IngestStatus[] = [];
     for (const name of await listDir(join(this.root, 'ingest'))) {
       if (!isHex(name, 64)) continue;
-      const status = await readIngest(join(this.root, 'ingest', name));
+      const path = join(this.root, 'ingest', name);
+      const status = await (this.writers.get(path)?.status() ?? readIngest(path));
       if (status) out.push(status);
     }
     return out.sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
@@ -173,6 +183,16 @@ export class LocalContentStore implements ContentStore {
 
   private unlock(ref: string): void {
     this.locks.delete(ref);
+  }
+
+  /** A new writer for the ingest at `path` (its ref locked), known to status() until it releases the ref. */
+  private track(path: string, ref: string, make: (release: () => void) => LocalContentWriter): LocalContentWriter {
+    const writer = make(() => {
+      if (this.writers.get(path) === writer) this.writers.delete(path);
+      this.unlock(ref);
+    });
+    this.writers.set(path, writer);
+    return writer;
   }
 
   private lock(ref: string): void {
@@ -217,7 +237,7 @@ export class LocalContentStore implements ContentStore {
       throw err;
     }
     const status = { ref, offset: 0, total, expected, startedAt: now, updatedAt: now };
-    return new LocalContentWriter(this.root, () => this.unlock(ref), path, fh, status, newHashes(expected));
+    return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, status, newHashes(expected)));
   }
 
   private async resumeIngest(path: string, found: IngestStatus, total: number, expected: string) {
@@ -233,7 +253,7 @@ export class LocalContentStore implements ContentStore {
       const offset = (await fh.stat()).size;
       const hashes = newHashes(status.expected);
       await hashFile(fh, offset, [...hashes.values()]);
-      return new LocalContentWriter(this.root, () => this.unlock(ref), path, fh, { ...status, offset }, hashes);
+      return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, { ...status, offset }, hashes));
     } catch (err) {
       await fh.close();
       throw err;
