@@ -137,6 +137,12 @@ test('cgroup v2 OOM: a rising oom_kill in memory.events is one event each time',
     writeFileSync(join(cg, 'memory.events'), 'low 0\nhigh 0\nmax 5\noom 2\noom_kill 2\n');
     for (const deadline = Date.now() + 3000; events < 2 && Date.now() < deadline; ) await sleep(20);
     assert.equal(events, 2);
+    // A kill the watcher has not been told of yet is counted by check(), at once, and only once.
+    writeFileSync(join(cg, 'memory.events'), 'low 0\nhigh 0\nmax 6\noom 3\noom_kill 3\n');
+    w.check();
+    assert.equal(events, 3);
+    await sleep(200);
+    assert.equal(events, 3);
   } finally {
     w.close();
   }

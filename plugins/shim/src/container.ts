@@ -223,14 +223,16 @@ export class Container {
   private async startInit(): Promise<ShimProcess> {
     const p = this.init;
     p.starting = true;
+    // Watched before the process runs, so an OOM right at its start is seen (the cgroup exists since create).
+    if (this.cgroup) this.ctx.oom.add(this.id, this.cgroup, () => this.ctx.publish('/tasks/oom', 'containerd.events.TaskOOM', { containerId: this.id }));
     try {
       await this.runc.start(this.id);
     } catch (err) {
+      this.ctx.oom.remove(this.id);
       this.finishStarting(p);
       throw err instanceof RuncError ? new UnknownError(err.message) : err;
     }
     if (p.status === 'created') p.status = 'running';
-    if (this.cgroup) this.ctx.oom.add(this.id, this.cgroup, () => this.ctx.publish('/tasks/oom', 'containerd.events.TaskOOM', { containerId: this.id }));
     this.ctx.publish('/tasks/start', 'containerd.events.TaskStart', { containerId: this.id, pid: p.pid });
     this.finishStarting(p);
     return p;
@@ -278,6 +280,9 @@ export class Container {
       p.deferredExit = { status: exit.status };
       return;
     }
+    // An OOM kill whose notification the event loop has not handled yet is told now, before the
+    // exit, while the cgroup still exists (after `runc delete` it could not be told from its removal).
+    if (p.isInit) this.ctx.oom.check(this.id);
     if (p.isInit && this.killAllOnExit) {
       // No pid namespace of its own: what the init leaves behind would outlive it.
       void this.runc.kill(this.id, 9, true);

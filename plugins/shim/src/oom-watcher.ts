@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { type CgroupRef, CGROUP_ROOT, parseKeyValues, v1Dir } from './cgroup-metrics.js';
 
 interface Watch {
+  /** Handles a notification that has come but not been handled yet. */
+  check(): void;
   close(): void;
 }
 
@@ -34,6 +36,15 @@ export class OomWatcher {
     }
   }
 
+  /** Runs `onOom` now for an OOM already signalled whose notification is still pending. */
+  check(id: string): void {
+    try {
+      this.watches.get(id)?.check();
+    } catch (err) {
+      this.log.warn('cannot check for OOM events', { id, error: errorMessage(err) });
+    }
+  }
+
   remove(id: string): void {
     this.watches.get(id)?.close();
     this.watches.delete(id);
@@ -47,6 +58,11 @@ export class OomWatcher {
     const dir = v1Dir(ref, 'memory', this.root);
     if (!dir || !existsSync(dir)) return undefined;
     const efd = eventfd();
+    const deliver = () => {
+      if (readEventfd(efd) === 0n) return;
+      // The kernel also signals when the cgroup goes away; that is no OOM.
+      if (existsSync(dir)) onOom();
+    };
     let fdWatch: FdWatch | undefined;
     try {
       const control = openSync(join(dir, 'memory.oom_control'), 'r');
@@ -55,11 +71,7 @@ export class OomWatcher {
       } finally {
         closeSync(control);
       }
-      fdWatch = watchReadable(efd, () => {
-        if (readEventfd(efd) === 0n) return;
-        // The kernel also signals when the cgroup goes away; that is no OOM.
-        if (existsSync(dir)) onOom();
-      });
+      fdWatch = watchReadable(efd, deliver);
       fdWatch.unref();
     } catch (err) {
       fdWatch?.close();
@@ -68,6 +80,7 @@ export class OomWatcher {
     }
     const w = fdWatch;
     return {
+      check: deliver,
       close() {
         w.close();
         closeFd(efd);
@@ -87,13 +100,14 @@ export function watchV2(dir: string, onOom: () => void): Watch {
     }
   };
   let last = count() ?? 0;
-  const watcher: FSWatcher = watch(file, { persistent: false }, () => {
+  const deliver = () => {
     const now = count();
     if (now !== undefined && now > last) {
       last = now;
       onOom();
     }
-  });
+  };
+  const watcher: FSWatcher = watch(file, { persistent: false }, deliver);
   watcher.on('error', () => watcher.close());
-  return { close: () => watcher.close() };
+  return { check: deliver, close: () => watcher.close() };
 }
