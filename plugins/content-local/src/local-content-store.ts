@@ -377,6 +377,8 @@ class LocalContentWriter implements ContentWriter {
           signal?.throwIfAborted();
           reading = pos < end ? read(i + 1, pos) : undefined;
           writing = writeAt(fh, chunk, at);
+          // Awaited by settle() after the next read: handled now, so a failure meanwhile is not an unhandled rejection.
+          writing.catch(() => {});
           writingEnd = pos;
           for (const hash of this.hashes.values()) hash.update(chunk);
         }
