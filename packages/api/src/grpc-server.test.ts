@@ -28,6 +28,15 @@ describe('bindService and GrpcConnection', () => {
   const socket = join(dir, 'api.sock');
   const server = new grpc.Server();
   const seen: RequestContext[] = [];
+  // The Delete handler below: when it started, and the abort reason it saw.
+  let deleteStarted!: () => void;
+  const started = new Promise<void>((resolve) => {
+    deleteStarted = resolve;
+  });
+  let cancelSeen!: (reason: unknown) => void;
+  const cancelReason = new Promise<unknown>((resolve) => {
+    cancelSeen = resolve;
+  });
   let conn: GrpcConnection;
 
   before(async () => {
@@ -51,10 +60,21 @@ describe('bindService and GrpcConnection', () => {
             if (err) throw err;
             return { namespace: { name: req.name, labels: { seen: ctx.namespace ?? '' } } };
           },
-          list: async () => ({ namespaces: [] }),
+          list: async (_req: unknown, ctx: RequestContext) => {
+            seen.push(ctx);
+            return { namespaces: [] };
+          },
           create: async () => ({}),
           update: async () => ({}),
-          delete: async () => ({}),
+          // Answers only once the call is cancelled.
+          delete: async (_req: unknown, ctx: RequestContext) => {
+            const signal = ctx.signal;
+            assert.ok(signal);
+            deleteStarted();
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+            cancelSeen(signal.reason);
+            return {};
+          },
         },
       },
       silent,
@@ -93,6 +113,29 @@ describe('bindService and GrpcConnection', () => {
     assert.deepEqual(res.namespace, { name: 'web', labels: { seen: 'team' } });
     assert.equal(seen.at(-1)?.namespace, 'team');
     assert.equal(seen.at(-1)?.lease, 'l1');
+  });
+
+  test('a handler that is still running sees its signal abort when the client cancels', async () => {
+    const ns = conn.service('containerd.services.namespaces.v1.Namespaces');
+    const abort = new AbortController();
+    const call = ns.unary('Delete', { name: 'x' }, { signal: abort.signal });
+    await started;
+    abort.abort();
+    await assert.rejects(call);
+    const reason = await cancelReason;
+    assert.equal((reason as Error).name, 'AbortError');
+  });
+
+  test('an answered call does not abort its signal when its stream closes', async () => {
+    const ns = conn.service('containerd.services.namespaces.v1.Namespaces');
+    await ns.unary('List', {}, { namespace: 'team' });
+    const ctx = seen.at(-1);
+    // grpc-js reports every closed stream as 'cancelled', on a later tick.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(ctx?.signal instanceof AbortSignal);
+    assert.equal(ctx.signal.aborted, false);
+    // Only the headers the call carried are fields of the context.
+    assert.deepEqual(Object.keys(ctx), ['namespace']);
   });
 
   test('each berth error kind round-trips through its gRPC code', async () => {

@@ -104,19 +104,77 @@ export function bindService(
 
 type Call = { metadata: grpc.Metadata; on(event: 'cancelled', listener: () => void): unknown };
 
-/** Aborted when the client cancels or goes away. */
-function abortOnCancel(call: Call): AbortController {
-  const abort = new AbortController();
-  call.on('cancelled', () => abort.abort());
-  return abort;
+/**
+ * A call's cancellation: `signal` aborts when the client cancels or goes away
+ * while the handler runs.
+ *
+ * Both halves are kept off the per-RPC path. grpc-js emits 'cancelled' when
+ * *every* call's stream closes, answered or not, so `finish()` (called once
+ * the handler is done) stops a finished call from aborting: that would create
+ * an AbortError DOMException and dispatch an abort event per request for
+ * nothing. And the AbortController is made on first use of `signal`, since
+ * most handlers never look at it.
+ */
+class Cancellation {
+  private controller: AbortController | undefined;
+  private state: 'running' | 'cancelled' | 'finished' = 'running';
+
+  constructor(call: Call) {
+    call.on('cancelled', () => {
+      if (this.state !== 'running') return;
+      this.state = 'cancelled';
+      this.controller?.abort();
+    });
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.state === 'cancelled') this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  /** The client cancelled (or went away) before the handler finished. */
+  get cancelled(): boolean {
+    return this.state === 'cancelled';
+  }
+
+  finish(): void {
+    if (this.state === 'running') this.state = 'finished';
+  }
+}
+
+/**
+ * The RequestContext a gRPC handler gets. `signal` is a getter on the
+ * prototype, so the call's AbortController is made only when a handler reads
+ * it (most never do). Cheaper than an own getter on each context, which gives
+ * every context its own hidden class. A spread copy (`{ ...ctx }`) has no
+ * `signal`: pass the context itself on.
+ */
+class CallContext implements RequestContext {
+  declare readonly namespace?: string;
+  declare readonly lease?: string;
+  readonly #cancel: Cancellation;
+
+  constructor(headers: RequestContext, cancel: Cancellation) {
+    // Only the headers the call carried, as requestContext gives them.
+    Object.assign(this, headers);
+    this.#cancel = cancel;
+  }
+
+  get signal(): AbortSignal {
+    return this.#cancel.signal;
+  }
 }
 
 /** Throws InvalidArgument for a bad namespace header; call inside the handler's try. */
-function contextOf(call: Call, signal: AbortSignal): RequestContext {
-  return requestContext((k) => {
+function contextOf(call: Call, cancel: Cancellation): RequestContext {
+  const headers = requestContext((k) => {
     const v = call.metadata.get(k)[0];
     return v === undefined ? undefined : String(v);
-  }, signal);
+  });
+  return new CallContext(headers, cancel);
 }
 
 function wrapHandler(
@@ -127,50 +185,62 @@ function wrapHandler(
 ): grpc.UntypedHandleCall {
   if (!method.requestStream && !method.responseStream) {
     return (async (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const cancel = new Cancellation(call);
       try {
-        const ctx = contextOf(call, abortOnCancel(call).signal);
-        callback(null, await (handler as UnaryHandler)(unwrap(call.request), ctx));
+        const ctx = contextOf(call, cancel);
+        const res = await (handler as UnaryHandler)(unwrap(call.request), ctx);
+        cancel.finish();
+        callback(null, res);
       } catch (err) {
+        cancel.finish();
         callback(toStatus(err, log, name) as grpc.ServiceError);
       }
     }) as grpc.handleUnaryCall<unknown, unknown>;
   }
   if (!method.requestStream && method.responseStream) {
     return (async (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      const abort = abortOnCancel(call);
+      const cancel = new Cancellation(call);
       try {
-        const ctx = contextOf(call, abort.signal);
+        const ctx = contextOf(call, cancel);
         for await (const res of (handler as ServerStreamHandler)(unwrap(call.request), ctx)) {
-          if (abort.signal.aborted) break;
-          if (!call.write(res)) await waitDrain(call, abort.signal);
+          if (cancel.cancelled) break;
+          if (!call.write(res)) await waitDrain(call, cancel.signal);
         }
-        if (!abort.signal.aborted) call.end();
+        cancel.finish();
+        if (!cancel.cancelled) call.end();
       } catch (err) {
-        if (!abort.signal.aborted) call.emit('error', toStatus(err, log, name));
+        cancel.finish();
+        if (!cancel.cancelled) call.emit('error', toStatus(err, log, name));
       }
     }) as grpc.handleServerStreamingCall<unknown, unknown>;
   }
   if (method.requestStream && !method.responseStream) {
     return (async (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const cancel = new Cancellation(call);
       try {
-        const ctx = contextOf(call, abortOnCancel(call).signal);
-        callback(null, await (handler as ClientStreamHandler)(requests(call), ctx));
+        const ctx = contextOf(call, cancel);
+        const res = await (handler as ClientStreamHandler)(requests(call), ctx);
+        cancel.finish();
+        callback(null, res);
       } catch (err) {
+        cancel.finish();
         callback(toStatus(err, log, name) as grpc.ServiceError);
       }
     }) as grpc.handleClientStreamingCall<unknown, unknown>;
   }
   return (async (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-    const abort = abortOnCancel(call);
+    const cancel = new Cancellation(call);
     const send = async (res: unknown) => {
-      if (!call.write(res)) await waitDrain(call, abort.signal);
+      if (!call.write(res)) await waitDrain(call, cancel.signal);
     };
     try {
-      const ctx = contextOf(call, abort.signal);
+      const ctx = contextOf(call, cancel);
       await (handler as BidiStreamHandler)(requests(call), ctx, send);
-      if (!abort.signal.aborted) call.end();
+      cancel.finish();
+      if (!cancel.cancelled) call.end();
     } catch (err) {
-      if (!abort.signal.aborted) call.emit('error', toStatus(err, log, name));
+      cancel.finish();
+      if (!cancel.cancelled) call.emit('error', toStatus(err, log, name));
     }
   }) as grpc.handleBidiStreamingCall<unknown, unknown>;
 }

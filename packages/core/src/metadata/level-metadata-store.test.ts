@@ -149,6 +149,28 @@ test('range by prefix takes whole segments and does not leak into siblings', asy
   await closeStore(store);
 });
 
+test('range reads past one native batch, in key order, and an update may delete as it goes', async () => {
+  const store = await openStore();
+  const names = Array.from({ length: 2500 }, (_, i) => `k${String(i).padStart(5, '0')}`);
+  await store.update(async (tx) => {
+    for (const n of names) tx.put(['many', n], enc(n));
+    tx.put(['many!'], enc('sibling'));
+  });
+  const seen = await store.view(async (tx) => {
+    const out: string[] = [];
+    for await (const [key, value] of tx.range(['many'])) out.push(`${key[1]}=${dec(value)}`);
+    return out;
+  });
+  assert.deepEqual(seen, names.map((n) => `${n}=${n}`));
+  // As the collector does: delete each entry while ranging over what is stored.
+  await store.update(async (tx) => {
+    for await (const [key] of tx.range(['many'])) tx.del(key);
+  });
+  assert.equal(await store.view((tx) => tx.has(['many'])), false);
+  assert.equal(dec(await store.view((tx) => tx.get(['many!']))), 'sibling');
+  await closeStore(store);
+});
+
 test('writers run one at a time: concurrent read-modify-write loses nothing', async () => {
   const store = await openStore();
   const increment = () =>

@@ -168,11 +168,24 @@ export class LevelMetadataStore implements MetadataStore {
   }
 }
 
+/** Entries fetched per native call when reading a range: one call covers any realistic prefix. */
+const RANGE_BATCH = 1000;
+
 class LevelReadTx implements ReadTx {
   constructor(protected readonly db: Level<string, Uint8Array>) {}
 
+  /**
+   * A point lookup, read synchronously. In a metadata database this size the
+   * lookup is served from LevelDB's memtable or block cache (or the page
+   * cache) in microseconds, while the asynchronous `get` adds a libuv
+   * thread-pool hop, an N-API async work item and a promise to every read —
+   * several times the cost of the lookup itself, paid on every RPC, and
+   * queued behind file I/O in the same small thread pool. containerd's bolt
+   * reads are synchronous memory-mapped reads too. The method stays async
+   * (the ReadTx contract), so callers see no difference.
+   */
   async get(key: MetaKey): Promise<Uint8Array | undefined> {
-    return this.db.get(encodeKey(key));
+    return this.db.getSync(encodeKey(key));
   }
 
   async getJSON<T>(key: MetaKey): Promise<T | undefined> {
@@ -180,14 +193,29 @@ class LevelReadTx implements ReadTx {
     return raw === undefined ? undefined : (JSON.parse(textDecoder.decode(raw)) as T);
   }
 
+  /**
+   * The entries under `prefix`, in key order. Read with `nextv` rather than
+   * `for await`: the async iterator fetches one entry first and then a batch,
+   * two thread-pool round trips for what one `nextv` call returns.
+   */
   async *range(prefix: MetaKey): AsyncIterable<[MetaKey, Uint8Array]> {
     const base = encodeKey(prefix);
-    for await (const [k, v] of this.db.iterator({ gte: base + SEP, lt: base + END })) yield [decodeKey(k), v];
+    const it = this.db.iterator({ gte: base + SEP, lt: base + END });
+    try {
+      for (;;) {
+        const entries = await it.nextv(RANGE_BATCH);
+        if (entries.length === 0) break;
+        for (const [k, v] of entries) yield [decodeKey(k), v];
+      }
+    } finally {
+      await it.close();
+    }
   }
 
   async has(prefix: MetaKey): Promise<boolean> {
-    for await (const _ of this.range(prefix)) return true;
-    return false;
+    const base = encodeKey(prefix);
+    const first = await this.db.keys({ gte: base + SEP, lt: base + END, limit: 1 }).all();
+    return first.length > 0;
   }
 }
 
@@ -206,6 +234,12 @@ class LevelWriteTx extends LevelReadTx implements WriteTx {
 
   override async *range(prefix: MetaKey): AsyncIterable<[MetaKey, Uint8Array]> {
     const base = encodeKey(prefix) + SEP;
+    // Nothing written under the prefix yet (the common case): the stored
+    // entries as they are, without re-encoding, merging and sorting them.
+    if (!this.hasPendingUnder(base)) {
+      yield* super.range(prefix);
+      return;
+    }
     const merged = new Map<string, Uint8Array | undefined>();
     for await (const [k, v] of super.range(prefix)) merged.set(encodeKey(k), v);
     for (const [k, v] of this.pending) if (k.startsWith(base)) merged.set(k, v);
@@ -213,6 +247,20 @@ class LevelWriteTx extends LevelReadTx implements WriteTx {
       const v = merged.get(k);
       if (v !== undefined) yield [decodeKey(k), v];
     }
+  }
+
+  override async has(prefix: MetaKey): Promise<boolean> {
+    // Pending writes under the prefix change the answer: ask the merged view.
+    if (this.hasPendingUnder(encodeKey(prefix) + SEP)) {
+      for await (const _ of this.range(prefix)) return true;
+      return false;
+    }
+    return super.has(prefix);
+  }
+
+  private hasPendingUnder(base: string): boolean {
+    for (const k of this.pending.keys()) if (k.startsWith(base)) return true;
+    return false;
   }
 
   put(key: MetaKey, value: Uint8Array): void {
