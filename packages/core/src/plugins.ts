@@ -95,9 +95,10 @@ export const gcPlugin = definePlugin({
     // As containerd: one collection shortly after start, for what a crash left behind.
     const startup = setTimeout(() => gc.schedule(), ctx.config.startup_delay_ms);
     startup.unref();
-    ctx.onClose(() => {
+    // Before the stores close: a collection cut off half-way would fail on a closed snapshotter.
+    ctx.onClose(async () => {
       clearTimeout(startup);
-      gc.stop();
+      await gc.stop();
     });
     return gc;
   },

@@ -91,7 +91,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  gc.stop();
+  await gc.stop();
   await meta.close();
 });
 
@@ -359,7 +359,7 @@ test('schedule() coalesces a burst into one collection', async () => {
 
   // stop() cancels a pending one.
   gc.schedule();
-  gc.stop();
+  await gc.stop();
   await sleep(60);
   assert.equal(store.walks, 2);
 });

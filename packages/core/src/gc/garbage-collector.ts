@@ -116,9 +116,11 @@ export class MetadataGarbageCollector implements GarbageCollector {
     return removed;
   }
 
-  stop(): void {
+  /** No more scheduled collections; resolves once the one in progress (if any) has finished. */
+  async stop(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    await (this.queued ?? this.running).catch(() => undefined);
   }
 
   private async run(): Promise<GcStats> {

@@ -62,7 +62,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  gc.stop();
+  await gc.stop();
   await stopEvents();
   await meta.close();
 });
