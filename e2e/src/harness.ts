@@ -1,3 +1,4 @@
+import { BERTHD_NODE_FLAGS } from '@berth/daemon';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -92,7 +93,7 @@ export async function startBerthd(opts: DaemonOptions = {}): Promise<TestDaemon>
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const address = opts.address ?? join(dir, 'berthd.sock');
-  const args = [BERTHD, '--root', root, '--state', state, '--address', address, '--log-level', 'debug'];
+  const args = [...BERTHD_NODE_FLAGS, BERTHD, '--root', root, '--state', state, '--address', address, '--log-level', 'debug'];
   if (opts.config !== undefined) {
     writeFileSync(join(dir, 'config.toml'), opts.config);
     args.push('--config', join(dir, 'config.toml'));

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const t0 = performance.now();
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -542,7 +542,9 @@ async function main(argv) {
   if (mode === '--run-daemon') {
     const main = path.join(ROOT, 'packages', 'daemon', 'dist', 'main.js');
     if (!fs.existsSync(main)) fail(1, 'packages/daemon/dist/main.js not found: does @berth/daemon build?');
-    return runForwarding(process.execPath, [main, ...rest]);
+    // berthd's V8 settings, as its bin's shebang gives them.
+    const { BERTHD_NODE_FLAGS } = await import(pathToFileURL(path.join(ROOT, 'packages', 'daemon', 'dist', 'node-flags.js')).href);
+    return runForwarding(process.execPath, [...BERTHD_NODE_FLAGS, main, ...rest]);
   }
 
   const [cmd, args] = nxCommand(['run-many', '-t', 'lint,test', '--output-style=stream', ...rest]);

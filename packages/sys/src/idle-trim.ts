@@ -36,15 +36,21 @@ function exposedGc(): (() => void) | undefined {
  * tens of MiB it no longer uses: V8 keeps the grown heap until memory is
  * short, and glibc keeps freed pages that are not at the top of its heap
  * (berthd: 150 MiB after importing a 137 MB image twice and ingesting 256 MiB
- * twice, 93 MiB after a malloc_trim). So once the event loop has been idle
- * for an interval and the resident set has grown since the last trim, collect
- * garbage and trim. Never while busy: the freed pages would only fault back in.
- * The timer is unref'd and never keeps the process alive.
+ * twice, 93 MiB after a malloc_trim). So once the event loop has been at
+ * least half idle over an interval and the resident set has grown by 16 MiB
+ * since the last trim, collect garbage and trim. Not while busy: the freed
+ * pages would only fault back in. "Half idle" rather than "idle" because a
+ * daemon serving a steady trickle of requests (containers starting one after
+ * another) is never fully idle, and would otherwise keep what a pull before
+ * left behind (berthd at 180-190 MiB with 20 containers running after the
+ * bench's content workload). A trim costs a full GC, some 10-30 ms, at most
+ * once per interval and only after such growth. The timer is unref'd and
+ * never keeps the process alive.
  */
 export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
   const intervalMs = opts.intervalMs ?? 2000;
-  const idleBelow = opts.idleBelow ?? 0.05;
-  const growthBytes = opts.growthBytes ?? 4 * 1024 * 1024;
+  const idleBelow = opts.idleBelow ?? 0.5;
+  const growthBytes = opts.growthBytes ?? 16 * 1024 * 1024;
   const gc = exposedGc();
   const trimNow = (): number => {
     gc?.();

@@ -1,3 +1,4 @@
+import { BERTHD_NODE_FLAGS } from '@berth/daemon';
 import { startContainerd } from '@berth/image-builder';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -69,7 +70,7 @@ export async function startBerthdEngine(opts: BerthdOptions): Promise<Engine> {
   const state = join(opts.dir, 'state');
   const address = join(opts.dir, 'berthd.sock');
   await mkdir(opts.dir, { recursive: true });
-  const nodeArgs = opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [];
+  const nodeArgs = [...BERTHD_NODE_FLAGS, ...(opts.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfileDir] : [])];
   const child: ChildProcess = spawn(
     process.execPath,
     [...nodeArgs, berthdMain(), '--root', root, '--state', state, '--address', address, '--log-level', 'info'],
