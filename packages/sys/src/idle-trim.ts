@@ -8,7 +8,7 @@ export interface IdleTrimOptions {
   readonly intervalMs?: number;
   /** The event loop counts as idle below this utilisation over one interval (0..1). */
   readonly idleBelow?: number;
-  /** Trim only when the resident set grew by this much since the last trim, bytes. */
+  /** Trim after a busy interval, or when the resident set grew by this much since the last trim, bytes. */
   readonly growthBytes?: number;
   /** Told what each trim did, for the log. */
   readonly onTrim?: (before: number, after: number) => void;
@@ -37,8 +37,8 @@ function exposedGc(): (() => void) | undefined {
  * short, and glibc keeps freed pages that are not at the top of its heap
  * (berthd: 150 MiB after importing a 137 MB image twice and ingesting 256 MiB
  * twice, 93 MiB after a malloc_trim). So once the event loop has been at
- * least half idle over an interval and the resident set has grown by 16 MiB
- * since the last trim, collect garbage and trim. Not while busy: the freed
+ * least half idle over an interval, after a busier one or after the resident
+ * set grew by 16 MiB since the last trim, collect garbage and trim. Not while busy: the freed
  * pages would only fault back in. "Half idle" rather than "idle" because a
  * daemon serving a steady trickle of requests (containers starting one after
  * another) is never fully idle, and would otherwise keep what a pull before
@@ -58,13 +58,20 @@ export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
     return process.memoryUsage.rss();
   };
   let baseline = process.memoryUsage.rss();
+  /** An interval at or over `idleBelow` came since the last trim: a burst, whose leftovers a trim returns. */
+  let burst = false;
   let last = performance.eventLoopUtilization();
   const timer = setInterval(() => {
     const now = performance.eventLoopUtilization();
     const busy = performance.eventLoopUtilization(now, last).utilization;
     last = now;
+    if (busy >= idleBelow) {
+      burst = true;
+      return;
+    }
     const before = process.memoryUsage.rss();
-    if (busy >= idleBelow || before < baseline + growthBytes) return;
+    if (!burst && before < baseline + growthBytes) return;
+    burst = false;
     baseline = trimNow();
     opts.onTrim?.(before, baseline);
   }, intervalMs);
