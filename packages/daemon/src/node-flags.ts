@@ -1,6 +1,6 @@
 /**
  * The V8 settings berthd runs with, wherever it is started from: the `berthd`
- * bin's shebang, `npm start`, the e2e harness and the bench (main.test.ts
+ * bin's shebang, `npm start`, the e2e harness and the bench (node-flags.test.ts
  * checks the shebang says the same).
  *
  * A young generation of 2 MiB semi-spaces instead of V8's 16 MiB: berthd's
@@ -17,5 +17,5 @@
  *
  * The memory goal (0.5x) is met only with the small young generation; the
  * pull, slower than containerd's either way, loses about 8 %.
-  */
+ */
 export const BERTHD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
