@@ -48,7 +48,7 @@ function exposedGc(): (() => void) | undefined {
  * never keeps the process alive.
  */
 export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
-  const intervalMs = opts.intervalMs ?? 2000;
+  const intervalMs = opts.intervalMs ?? 1000;
   const idleBelow = opts.idleBelow ?? 0.5;
   const growthBytes = opts.growthBytes ?? 16 * 1024 * 1024;
   const gc = exposedGc();
