@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type BuildImageOptions, type BuildResult, buildImage } from './build-image.js';
 import { writeDockerArchive } from './docker-archive.js';
@@ -111,6 +112,44 @@ export interface CachedPresetOptions {
  * process) return the same paths. Builds go to a temporary folder renamed into place, so a
  * concurrent or interrupted build never leaves a half-written image behind.
  */
+/**
+ * Runs `fn` holding a lock directory (mkdir is atomic); a lock whose owner
+ * process is gone is taken over. Concurrent holders in one process wait too.
+ */
+const STALE_LOCK_MS = 15 * 60 * 1000;
+
+async function withBuildLock(lock: string, fn: () => Promise<void>): Promise<void> {
+  const owner = join(lock, 'pid');
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(await readFile(owner, 'utf8').catch(() => '0'));
+      const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
+      // Its owner died, or it has been held far longer than any build takes (a reused pid).
+      if ((pid > 0 && !processAlive(pid)) || age > STALE_LOCK_MS) await rm(lock, { recursive: true, force: true });
+      else await sleep(100);
+    }
+  }
+  try {
+    await writeFile(owner, String(process.pid));
+    await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export async function cachedPreset(name: string, opts: CachedPresetOptions = {}): Promise<CachedImage> {
   const preset = presetOptions(name);
   const root = opts.cacheRoot ?? defaultCacheRoot();
@@ -119,25 +158,27 @@ export async function cachedPreset(name: string, opts: CachedPresetOptions = {})
   const keyFile = join(dir, 'key');
   const resultFile = join(dir, 'result.json');
 
-  const hit = (await readFile(keyFile, 'utf8').catch(() => '')) === key && existsSync(resultFile);
+  const fresh = async () => (await readFile(keyFile, 'utf8').catch(() => '')) === key && existsSync(resultFile);
+  const hit = await fresh();
   if (!hit) {
     await mkdir(root, { recursive: true });
-    const tmp = join(root, `.${name}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      const built = await buildImage({ ...preset, out: join(tmp, 'layout') });
-      const result: BuildResult = { ...built, layoutDir: join(dir, 'layout') };
-      await writeFile(join(tmp, 'result.json'), JSON.stringify(result, null, 2));
-      await writeFile(join(tmp, 'key'), key);
-      // Another process may have finished the same build meanwhile: keep theirs.
-      if ((await readFile(keyFile, 'utf8').catch(() => '')) !== key) {
+    // One build at a time per preset (processes and concurrent calls alike); whoever waited finds it built.
+    await withBuildLock(join(root, `.${name}.lock`), async () => {
+      if (await fresh()) return;
+      const tmp = join(root, `.${name}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+      try {
+        const built = await buildImage({ ...preset, out: join(tmp, 'layout') });
+        const result: BuildResult = { ...built, layoutDir: join(dir, 'layout') };
+        await writeFile(join(tmp, 'result.json'), JSON.stringify(result, null, 2));
+        await writeFile(join(tmp, 'key'), key);
         const old = `${tmp}.old`;
-        await rename(dir, old).catch(() => {});
+        await rename(dir, old).catch(() => {}); // a stale build, if any
         await rename(tmp, dir);
         await rm(old, { recursive: true, force: true });
+      } finally {
+        await rm(tmp, { recursive: true, force: true });
       }
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
-    }
+    });
   }
   const result = JSON.parse(await readFile(resultFile, 'utf8')) as BuildResult;
   const layoutDir = join(dir, 'layout');
