@@ -51,10 +51,11 @@ describe('snapshots, diff and unpack on berthd', { ...(skip ? { skip } : {}) }, 
   it('snapshots: prepare, commit, stat, label, list, usage, view, remove', async () => {
     const s = client.snapshots;
     assert.equal(s.snapshotter, 'overlayfs');
-    const mounts = await s.prepare('t-active', '', { a: '1' });
+    // GC roots throughout: nothing else refers to these snapshots, and the collection that
+    // follows the import in before() may run at any moment.
+    const mounts = await s.prepare('t-active', '', { a: '1', 'containerd.io/gc.root': 'yes' });
     assert.ok(mounts.length > 0);
     assert.deepEqual(await s.mounts('t-active'), mounts);
-    // A GC root, or garbage collection takes it at once (nothing refers to it).
     await s.commit('t-base', 't-active', { b: '2', 'containerd.io/gc.root': 'yes' });
     const info = await s.stat('t-base');
     assert.equal(info.kind, 'committed');
@@ -62,7 +63,7 @@ describe('snapshots, diff and unpack on berthd', { ...(skip ? { skip } : {}) }, 
     await assert.rejects(s.commit('t-base', 'nope'), (e) => isNotFound(e) || (e as { kind?: string }).kind === 'already-exists');
     const labelled = await s.label('t-base', { c: '3', b: '' });
     assert.deepEqual(labelled.labels, { c: '3', 'containerd.io/gc.root': 'yes' });
-    await s.view('t-view', 't-base');
+    await s.view('t-view', 't-base', { 'containerd.io/gc.root': 'yes' });
     const views = await s.list(['kind==view']);
     assert.deepEqual(
       views.map((v) => [v.name, v.parent]),
