@@ -17,10 +17,10 @@ export interface UnpackCommandOptions extends SnapshotterOption {
 /**
  * Unpack each image, writing `unpacking NAME (DIGEST)...done` as ctr does.
  * `afterTransfer` is import's and pull's unpack-by-default: their stdout
- * stays one `NAME DIGEST` line per image, so progress goes to stderr, and an
- * image that was stored but cannot be unpacked (say, a layer whose diff ID
- * does not match its config) is a warning naming the cause, not a failed
- * import; `images unpack` reports it as an error.
+ * stays one `NAME DIGEST` line per image, so progress goes to stderr. An
+ * image that cannot be unpacked (say, a layer whose diff ID does not match
+ * its config) fails the command, as in ctr, with the cause; after an import
+ * or pull the image stays stored, and the message says so.
  */
 export async function unpackImages(
   ctx: CommandContext,
@@ -36,9 +36,8 @@ export async function unpackImages(
       await ctx.client.unpack(image.name, { snapshotter, ...(opts.platform ? { platform: opts.platform } : {}) });
     } catch (err) {
       write('failed\n');
-      if (!afterTransfer) throw err;
-      ctx.io.stderr(`berth: warning: ${image.name} is stored but not unpacked: ${(err as Error).message}\n`);
-      continue;
+      if (afterTransfer) ctx.io.stderr(`berth: ${image.name} is stored, but unpacking it failed:\n`);
+      throw err;
     }
     write('done\n');
   }

@@ -167,15 +167,21 @@ for (const { name, skip } of engines) {
     });
 
     it('images: import, ls, tag, export, re-import, rm --sync', async () => {
+      // The archive's one layer is a made-up blob: stored, never unpacked (--no-unpack).
       const archive = await testArchive();
       const file = join(dir, `${name}-in.tar`);
       writeFileSync(file, archive.tar);
 
-      const imported = await berth('cli-images', ['images', 'import', file]);
+      const imported = await berth('cli-images', ['images', 'import', '--no-unpack', file]);
       ok(imported);
       assert.equal(imported.stdout, `docker.io/library/cli:1 ${archive.manifest}\n`);
       // From stdin, with a tag-only OCI ref name and ctr's default prefix.
-      const fromStdin = await berth('cli-images', ['images', 'import', '-'], archive.tagOnlyTar);
+      // Unpacked by default, as ctr: its made-up layer fails the import, which says the image is stored.
+      const unpacked = await berth('cli-images-unpack', ['images', 'import', file]);
+      assert.equal(unpacked.code, ExitCode.Failed, unpacked.stderr);
+      assert.match(unpacked.stderr, /^berth: docker\.io\/library\/cli:1 is stored, but unpacking it failed:\nberth: .+/m);
+      assert.equal((await berth('cli-images-unpack', ['images', 'ls', '-q'])).stdout, 'docker.io/library/cli:1\n');
+      const fromStdin = await berth('cli-images', ['images', 'import', '--no-unpack', '-'], archive.tagOnlyTar);
       ok(fromStdin);
       assert.match(fromStdin.stdout, new RegExp(`^import-\\d{4}-\\d\\d-\\d\\d:v2 ${archive.manifest}\\n$`));
 
@@ -205,10 +211,10 @@ for (const { name, skip } of engines) {
       const toStdout = await berth('cli-images', ['images', 'export', '-', 'example.com/cli:b', '--format', 'docker']);
       ok(toStdout);
       assert.ok(toStdout.bytes.length > 1024);
-      const again = await berth('cli-images-2', ['images', 'import', '-'], toStdout.bytes);
+      const again = await berth('cli-images-2', ['images', 'import', '--no-unpack', '-'], toStdout.bytes);
       ok(again);
       assert.match(again.stdout, /^example\.com\/cli:b sha256:[0-9a-f]{64}\n$/);
-      const back = await berth('cli-images-3', ['images', 'import', out]);
+      const back = await berth('cli-images-3', ['images', 'import', '--no-unpack', out]);
       assert.equal(back.stdout, `example.com/cli:a ${archive.manifest}\n`);
 
       const missing = await berth('cli-images', ['images', 'export', join(dir, 'none.tar'), 'example.com/none:1']);
