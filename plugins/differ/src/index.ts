@@ -32,7 +32,6 @@ export const differPlugin = definePlugin({
       tempDir,
       log: ctx.log,
     });
-    ctx.onClose(() => differ.close());
     return differ;
   },
 });
