@@ -147,6 +147,9 @@ async function serve(config: DaemonConfig, registry: PluginRegistry, log: Logger
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    // No channelz: berthd serves no channelz service, and grpc-js's per-call bookkeeping for it
+    // cost berthd ~20 % of its CPU per `ctr containers create` (1450 -> 1150 ms per 30, A/B).
+    'grpc.enable_channelz': 0,
   });
   const contributions = registry.providers(GrpcService);
   const extraProtos = contributions.flatMap((c) => c.value.protoFiles ?? []);
