@@ -404,6 +404,22 @@ export function contentStoreSuite(name: string, factory: ContentStoreFactory): v
       assert.equal(await w.commit(all.length, sha256(all)), sha256(all));
     });
 
+    it('reads a blob again, in ranges, and not once it is deleted (whatever a store keeps in memory)', async (store) => {
+      const data = bytes(5000, 9);
+      const digest = await put(store, data);
+      for (let i = 0; i < 2; i++) {
+        assert.deepEqual(await collect(store.read(digest)), data);
+        assert.deepEqual(await collect(store.read(digest, 100, 50)), data.subarray(100, 150));
+        assert.deepEqual(await collect(store.read(digest, 4990, 100)), data.subarray(4990));
+        assert.deepEqual(await collect(store.read(digest, 5000)), new Uint8Array());
+        await rejectsWith(collect(store.read(digest, 5001)), 'out-of-range');
+      }
+      await store.delete(digest);
+      await rejectsWith(collect(store.read(digest)), 'not-found');
+      assert.equal(await put(store, data), digest);
+      assert.deepEqual(await collect(store.read(digest, 1)), data.subarray(1));
+    });
+
     it('copies from a file descriptor (when the store can), after writes, resuming after a short file', async (store) => {
       const probe = await store.writer({ ref: 'copy-probe' });
       const supported = typeof probe.copyFrom === 'function';

