@@ -243,6 +243,8 @@ describe('ctr run against berthd with the stock runc shim', { skip: skipReason()
       const [pid] = (await ls())[k1] ?? [];
       const [shim, ...more] = shimPids(namespace, k1);
       assert.ok(shim && more.length === 0);
+      // The shim publishes /tasks/start after Start has answered: let it get through before the shim dies.
+      await events.waitFor(new RegExp(`/tasks/start \\{"container_id":"${k1}"`));
       kill(shim);
       await until('k1 shows STOPPED', async () => (await ls())[k1]?.[1] === 'STOPPED');
       const state = await getTask(k1);
