@@ -17,6 +17,7 @@ import { closeFd, connectUnixSocket, sendFd } from '@berth/sys';
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, fstat } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { ClientContext, RequestOptions } from './client-context.js';
 
 /** Bytes per WRITE message (containerd's client copies with a 1 MiB buffer). */
@@ -497,7 +498,7 @@ export class ContentClient {
           if (!isNotImplemented(err)) throw err; // a berthd without LocalContent: stream it
         }
       }
-      const total = opts.total ?? (await fstatSize(fd));
+      const total = opts.total ?? (await fstatAsync(fd)).size;
       return await this.ingest(ref, createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1024 * 1024 }), { ...opts, total });
     } finally {
       await fh?.close();
@@ -566,9 +567,8 @@ function descriptorSocketOf(address: string): string | undefined {
   return path.startsWith('/') ? descriptorAddressOf(path) : undefined;
 }
 
-function fstatSize(fd: number): Promise<number> {
-  return new Promise((resolve, reject) => fstat(fd, (err, st) => (err ? reject(err) : resolve(st.size))));
-}
+
+const fstatAsync = promisify(fstat);
 
 function hexDigest(hash: Hash): string {
   return `sha256:${hash.digest('hex')}`;

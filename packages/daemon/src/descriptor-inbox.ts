@@ -23,6 +23,13 @@ interface Held {
   readonly timer: NodeJS.Timeout;
 }
 
+/** A client connection that has not sent its descriptor yet. */
+interface Connection {
+  readonly fd: number;
+  readonly watch: FdWatch;
+  readonly timer: NodeJS.Timeout;
+}
+
 /**
  * berthd's descriptor socket (`<grpc address>.fd`): a local client connects,
  * sends one message carrying an open descriptor (SCM_RIGHTS) and a token as
@@ -35,7 +42,7 @@ interface Held {
 export class DescriptorInboxServer implements DescriptorInbox {
   readonly #held = new Map<string, Held>();
   readonly #waiting = new Map<string, (fd?: number) => void>();
-  readonly #connections = new Set<{ fd: number; watch: FdWatch; timer: NodeJS.Timeout }>();
+  readonly #connections = new Set<Connection>();
   #closed = false;
 
   private constructor(
@@ -127,7 +134,7 @@ export class DescriptorInboxServer implements DescriptorInbox {
         return;
       }
       if (fd === undefined) return;
-      const conn = {
+      const conn: Connection = {
         fd,
         watch: watchReadable(fd, () => this.receive(conn)),
         timer: setTimeout(() => {
@@ -139,7 +146,7 @@ export class DescriptorInboxServer implements DescriptorInbox {
     }
   }
 
-  private receive(conn: { fd: number; watch: FdWatch; timer: NodeJS.Timeout }): void {
+  private receive(conn: Connection): void {
     let got: ReturnType<typeof tryReceiveFd>;
     try {
       got = tryReceiveFd(conn.fd);
@@ -174,7 +181,7 @@ export class DescriptorInboxServer implements DescriptorInbox {
     this.#held.set(token, { fd, timer });
   }
 
-  private dropConnection(conn: { fd: number; watch: FdWatch; timer: NodeJS.Timeout }): void {
+  private dropConnection(conn: Connection): void {
     if (!this.#connections.delete(conn)) return;
     clearTimeout(conn.timer);
     conn.watch.close();

@@ -16,6 +16,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { read, type Stats } from 'node:fs';
 import { chmod, type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   type DigestAlgorithm,
   digestHexLength,
@@ -102,8 +103,7 @@ export class LocalContentStore implements ContentStore {
         yield* sliceOf(d.digest, bytes, offset, size);
         return;
       }
-      if (offset > length) throw new OutOfRangeError(`offset ${offset} is past the end of ${d.digest} (${length} bytes)`);
-      const end = size > 0 ? Math.min(length, offset + size) : length;
+      const end = rangeEnd(d.digest, length, offset, size);
       if (end === offset) return;
       streaming = true;
       // The stream closes the handle when it ends or when the reader stops early.
@@ -384,7 +384,8 @@ class LocalContentWriter implements ContentWriter {
         this.#updatedAt = new Date();
         this.pushWriteback();
       };
-      const read = (i: number, at: number) => readFrom(fd, buffers[i % 3], Math.min(COPY_CHUNK, end - at), at);
+      const read = async (i: number, at: number) =>
+        (await preadAsync(fd, buffers[i % 3], 0, Math.min(COPY_CHUNK, end - at), at)).bytesRead;
       try {
         let reading = pos < end ? read(0, pos) : undefined;
         for (let i = 0; reading; i++) {
@@ -426,10 +427,9 @@ class LocalContentWriter implements ContentWriter {
       // Whatever happens the writer is done and the ref free (as containerd does);
       // on a mismatch the ingest stays for a new writer to resume, or to abort.
       try {
-        await this.#writeback;
         return await this.publish(fh, size, expected);
       } finally {
-        await this.#writeback;
+        await this.#writeback; // no writeback still queued on the descriptor about to close
         this.#fh = undefined;
         await fh.close().catch(() => {});
         this.release();
@@ -601,25 +601,27 @@ class SmallBlobCache {
   }
 }
 
-/** `read`'s answer from bytes in memory: the same range rules, one chunk. */
+/** Where a read of `size` bytes (0: all) from `offset` ends; OutOfRange for an offset past the end. */
+function rangeEnd(digest: string, length: number, offset: number, size: number): number {
+  if (offset > length) throw new OutOfRangeError(`offset ${offset} is past the end of ${digest} (${length} bytes)`);
+  return size > 0 ? Math.min(length, offset + size) : length;
+}
+
+/** `read`'s answer from bytes in memory, one chunk. */
 function* sliceOf(digest: string, bytes: Buffer, offset: number, size: number): Iterable<Uint8Array> {
-  if (offset > bytes.length) throw new OutOfRangeError(`offset ${offset} is past the end of ${digest} (${bytes.length} bytes)`);
-  const end = size > 0 ? Math.min(bytes.length, offset + size) : bytes.length;
+  const end = rangeEnd(digest, bytes.length, offset, size);
   if (end > offset) yield bytes.subarray(offset, end);
 }
 
 /** How much a writer writes between two pushes of writeback. */
 const WRITEBACK_CHUNK = 8 * 1024 * 1024;
 
+/** pread(2) on a plain descriptor, which FileHandle cannot wrap without owning it. */
+const preadAsync = promisify(read);
+
 /** What `copyFrom` reads and writes at a time, three buffers of it in use. */
 const COPY_CHUNK = 8 * 1024 * 1024;
 
-/** pread(2) on a plain descriptor, which FileHandle cannot wrap without owning it. */
-function readFrom(fd: number, buffer: Buffer, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    read(fd, buffer, 0, length, position, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
-  );
-}
 
 /** Feeds the first `size` bytes of a file to `hashes`, a chunk at a time. */
 async function hashFile(fh: FileHandle, size: number, hashes: Hash[]): Promise<void> {

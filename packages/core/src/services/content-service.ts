@@ -28,7 +28,8 @@ import {
   type ContentWriter,
 } from '@berth/plugin-api';
 import { inject, injectable, optional } from 'inversify';
-import { fstat, read, type Stats } from 'node:fs';
+import { fstat, read } from 'node:fs';
+import { promisify } from 'node:util';
 import {
   backendRef,
   type BlobRecord,
@@ -440,15 +441,12 @@ async function copyByWrites(fd: number, writer: ContentWriter, end: number, sign
   const buffer = Buffer.allocUnsafe(1024 * 1024);
   for (let pos = writer.offset; pos < end; ) {
     signal?.throwIfAborted();
-    const n = await new Promise<number>((resolve, reject) =>
-      read(fd, buffer, 0, Math.min(buffer.length, end - pos), pos, (err, got) => (err ? reject(err) : resolve(got))),
-    );
+    const { bytesRead: n } = await preadAsync(fd, buffer, 0, Math.min(buffer.length, end - pos), pos);
     if (n === 0) throw new FailedPreconditionError(`the file ends at ${pos} bytes, before ${end}`);
     await writer.write(buffer.subarray(0, n));
     pos += n;
   }
 }
 
-function fstatOf(fd: number): Promise<Stats> {
-  return new Promise((resolve, reject) => fstat(fd, (err, st) => (err ? reject(err) : resolve(st))));
-}
+const preadAsync = promisify(read);
+const fstatOf = promisify(fstat);
