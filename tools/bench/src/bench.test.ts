@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { whyNotRunnable } from './bench.js';
-import { isAlive } from './process-stats.js';
+import { isAlive } from '@berth/image-builder';
 import type { BenchReport } from './report.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));

@@ -1,4 +1,4 @@
-import { cachedPreset, DOCKER_REGISTRY, pushWithSkopeo, startRegistry } from '@berth/image-builder';
+import { cachedPreset, DOCKER_REGISTRY, isAlive, pushWithSkopeo, startRegistry } from '@berth/image-builder';
 import { createHash, randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -19,7 +19,7 @@ import {
 } from './metrics.js';
 import { resetNamespace } from './namespace-reset.js';
 import { endShims } from './shims.js';
-import { isAlive, readCpuMs, readMemory } from './process-stats.js';
+import { readCpuMs, readMemory } from './process-stats.js';
 import {
   type ApplyLayerSummary,
   type BenchReport,

@@ -1,5 +1,6 @@
+import { isAlive } from '@berth/image-builder';
 import { readdirSync, readFileSync } from 'node:fs';
-import { isAlive, readMemory } from './process-stats.js';
+import { readMemory } from './process-stats.js';
 
 /** A shim process of an engine: its PID and the namespace it serves. */
 export interface ShimProcess {

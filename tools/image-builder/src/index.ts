@@ -19,7 +19,7 @@ export {
   type PresetOptions,
   presetOptions,
 } from './presets.js';
-export { type CommandResult, runCommand } from './processes.js';
+export { type CommandResult, isAlive, runCommand } from './processes.js';
 export {
   DOCKER_REGISTRY,
   htpasswdLine,

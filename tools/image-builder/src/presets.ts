@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type BuildImageOptions, type BuildResult, buildImage } from './build-image.js';
+import { isAlive } from './processes.js';
 import { writeDockerArchive } from './docker-archive.js';
 import { DEFAULT_BUSYBOX, type LayerSpec } from './layer-sources.js';
 import { writeOciArchive } from './oci-archive.js';
@@ -129,7 +130,7 @@ async function withBuildLock(lock: string, fn: () => Promise<void>): Promise<voi
       const pid = Number(await readFile(owner, 'utf8').catch(() => '0'));
       const age = Date.now() - ((await stat(lock).catch(() => undefined))?.mtimeMs ?? Date.now());
       // Its owner died, or it has been held far longer than any build takes (a reused pid).
-      if ((pid > 0 && !processAlive(pid)) || age > STALE_LOCK_MS) await rm(lock, { recursive: true, force: true });
+      if ((pid > 0 && !isAlive(pid)) || age > STALE_LOCK_MS) await rm(lock, { recursive: true, force: true });
       else await sleep(100);
     }
   }
@@ -138,15 +139,6 @@ async function withBuildLock(lock: string, fn: () => Promise<void>): Promise<voi
     await fn();
   } finally {
     await rm(lock, { recursive: true, force: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -99,3 +99,13 @@ export async function which(name: string): Promise<string | undefined> {
   const r = await runCommand('sh', ['-c', 'command -v "$1"', 'sh', name]).catch(() => undefined);
   return r?.code === 0 ? r.stdout.trim() : undefined;
 }
+
+/** Whether a process with this pid exists (signal 0; EPERM means it does, owned by someone else). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
