@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { berthShimSocket } from './berth-shim.js';
+import { shimSocketPath } from '@berth/shim';
 import { type Berthd, cleanupNamespace, prepareRootfs, run, shimPids, skipReason, startBerthd } from './test-harness.js';
 
 const BERTH_SHIM_MAIN = fileURLToPath(new URL('../../shim/dist/main.js', import.meta.url));
@@ -56,7 +56,11 @@ describe("ctr run against berthd with berth's own shim (the default for io.conta
     // The shim of bs-echo stays a while after its container (shim_idle_ms), so one process serves all three.
     const shims = new Set(shimPids(namespace));
     assert.equal(shims.size, 1, 'one shim process');
-    const socket = berthShimSocket((daemon as Berthd).address, namespace, '');
+    // berthd ran start's code itself for the shim it ships: `serve` is its child, with no `start` process between.
+    const [shim] = shims;
+    const stat = readFileSync(`/proc/${shim}/stat`, 'utf8');
+    assert.equal(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), (daemon as Berthd).process.pid, 'the shim is berthd\'s child');
+    const socket = shimSocketPath({ address: (daemon as Berthd).address, namespace, group: '' });
     // berthd's log reaches us through a pipe: give the line a moment to arrive.
     const reused = new RegExp(`"msg":"using the running group shim"[^\\n]*"id":"bs-2","address":"unix://${socket}"`);
     for (let i = 0; i < 100 && !reused.test((daemon as Berthd).logs()); i++) await new Promise((r) => setTimeout(r, 50));

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, UnknownError } from '@berth/plugin-api';
+import { SHIM_BINARY } from '@berth/shim';
 import { accessSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 /** The runtime `ctr run` always sends. */
 export const RUNC_V2 = 'io.containerd.runc.v2';
 /** berth's shim: by default it runs what asks for `io.containerd.runc.v2`. */
-export const BERTH_SHIM = 'containerd-shim-berth-v1';
+export const BERTH_SHIM = SHIM_BINARY;
 
 /** A runtime's entry in `[plugins."io.containerd.runtime.v2.task".runtimes."<name>"]`. */
 export interface RuntimeEntry {

@@ -34,6 +34,15 @@ interface Output {
  */
 const DRAIN_MS = 100;
 
+/** A shim's environment: berthd's, with where to publish events (and how long berth's shim lingers). */
+export function shimEnvironment(cmd: ShimCommand): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    TTRPC_ADDRESS: cmd.ttrpcAddress,
+    ...(cmd.shimIdleMs ? { BERTH_SHIM_IDLE_MS: String(cmd.shimIdleMs) } : {}),
+  };
+}
+
 function runShim(cmd: ShimCommand, args: readonly string[], stdin: Uint8Array | undefined, timeoutMs: number): Promise<Output> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -41,11 +50,7 @@ function runShim(cmd: ShimCommand, args: readonly string[], stdin: Uint8Array | 
       ['-namespace', cmd.namespace, '-address', cmd.grpcAddress, '-publish-binary', cmd.publishBinary, ...args],
       {
         cwd: cmd.bundle,
-        env: {
-          ...process.env,
-          TTRPC_ADDRESS: cmd.ttrpcAddress,
-          ...(cmd.shimIdleMs ? { BERTH_SHIM_IDLE_MS: String(cmd.shimIdleMs) } : {}),
-        },
+        env: shimEnvironment(cmd),
         stdio: ['pipe', 'pipe', 'pipe'],
         // Its own session, as containerd's Setpgid: a signal to berthd's group never reaches shims.
         detached: true,

@@ -13,7 +13,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { berthShimSocket } from './berth-shim.js';
+import { shimSocketPath } from '@berth/shim';
 import { RuntimeResolver } from './runtime-resolver.js';
 import { ShimTaskManager } from './shim-task-manager.js';
 
@@ -322,7 +322,7 @@ esac
 
   test("berth's shim: when the group's shim answers on its socket, berthd talks to it without exec'ing start", async () => {
     const grpcAddress = join(run, 'berthd.sock');
-    const group = new FakeShim(berthShimSocket(grpcAddress, 'ns1', '', join(run, 's')));
+    const group = new FakeShim(shimSocketPath({ address: grpcAddress, namespace: 'ns1', group: '' }, join(run, 's')));
     await group.listen();
     try {
       const berth = binary('containerd-shim-berth-v1', '/nonexistent');

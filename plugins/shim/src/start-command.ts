@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { ShimFlags } from './flags.js';
-import { runcOptionsFromAnyBytes } from './runc-options.js';
+import { type RuncOptions, runcOptionsFromAnyBytes } from './runc-options.js';
 import { groupOfSpec, SHIM_SOCKET_DIR, shimLockPath, shimSocketPath } from './socket-address.js';
 import { reserveShim } from './ttrpc-probe.js';
 
@@ -29,36 +29,67 @@ const READY_TIMEOUT_MS = 20_000;
  * saves about 8 MiB of resident memory; the copying of stdio happens in
  * libuv either way.
  */
+/** The shim's entry point (the `containerd-shim-berth-v1` bin): what `start` runs `serve` from. */
+export const SHIM_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
 export const SHIM_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=256', '--lite-mode'];
 
+/** What starting a group shim needs: start's flags and stdin, or the same from berthd in-process. */
+export interface StartRequest {
+  readonly namespace: string;
+  readonly id: string;
+  /** The daemon's gRPC address (`-address`). */
+  readonly address: string;
+  readonly publishBinary: string;
+  /** The bundle directory holding config.json; `address` is written there. */
+  readonly bundle: string;
+  readonly debug?: boolean;
+  readonly options: RuncOptions;
+  /** The shim's environment (TTRPC_ADDRESS, BERTH_SHIM_IDLE_MS); this process's when absent. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** `start`: {@link startGroupShim} with start's flags and its stdin (the runtime options as an Any). */
+export function startCommand(flags: ShimFlags, stdin: Buffer): Promise<string> {
+  return startGroupShim({
+    namespace: flags.namespace,
+    id: flags.id,
+    address: flags.address,
+    publishBinary: flags.publishBinary,
+    bundle: flags.bundle || process.cwd(),
+    debug: flags.debug,
+    options: runcOptionsFromAnyBytes(stdin),
+  });
+}
+
 /**
- * `start`: finds the shim of this container's group or starts one, writes
- * `<bundle>/address`, and returns the address to print. The group lock is
- * held from the probe until a new shim listens, and a shim takes the same
- * lock before it exits, so `start` never picks a shim on its way out.
+ * Finds the shim of this container's group or starts one, writes
+ * `<bundle>/address`, and returns the address. The group lock is held from
+ * the probe until a new shim listens, and a shim takes the same lock before
+ * it exits, so this never picks a shim on its way out. `start` runs it in its
+ * own process; berthd calls it directly for the shim it ships with (one Node
+ * start-up fewer on a group's first container).
  */
-export async function startCommand(flags: ShimFlags, stdin: Buffer): Promise<string> {
-  if (!flags.namespace) throw new Error('shim namespace cannot be empty');
-  if (!flags.id) throw new Error('shim id cannot be empty');
-  const bundle = flags.bundle || process.cwd();
-  const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as unknown;
+export async function startGroupShim(req: StartRequest): Promise<string> {
+  if (!req.namespace) throw new Error('shim namespace cannot be empty');
+  if (!req.id) throw new Error('shim id cannot be empty');
+  const spec = JSON.parse(readFileSync(join(req.bundle, 'config.json'), 'utf8')) as unknown;
   const group = groupOfSpec(spec);
-  const options = runcOptionsFromAnyBytes(stdin);
-  const socket = shimSocketPath({ address: flags.address, namespace: flags.namespace, group });
+  const socket = shimSocketPath({ address: req.address, namespace: req.namespace, group });
   mkdirSync(SHIM_SOCKET_DIR, { recursive: true, mode: 0o711 });
 
   const lock = await lockGroup(shimLockPath(socket), LOCK_TIMEOUT_MS);
   try {
-    if (!(await reserveShim(socket, flags.id))) {
+    if (!(await reserveShim(socket, req.id))) {
       let pid: number | undefined;
       try {
-        pid = await spawnShim(flags, socket, group);
+        pid = await spawnShim(req, socket, group);
       } catch (err) {
-        // A shim that came up outside the lock (berthd's own start path) serves the group as well.
-        if (!(await reserveShim(socket, flags.id))) throw err;
+        // A shim that came up outside the lock serves the group as well.
+        if (!(await reserveShim(socket, req.id))) throw err;
       }
       if (pid !== undefined) {
-        if (options.shimCgroup) joinCgroup(pid, options.shimCgroup);
+        if (req.options.shimCgroup) joinCgroup(pid, req.options.shimCgroup);
         adjustOomScore(pid);
       }
     }
@@ -66,7 +97,7 @@ export async function startCommand(flags: ShimFlags, stdin: Buffer): Promise<str
     closeSync(lock); // releases the lock
   }
   const address = `unix://${socket}`;
-  writeFileSync(join(bundle, 'address'), address);
+  writeFileSync(join(req.bundle, 'address'), address);
   return address;
 }
 
@@ -114,27 +145,31 @@ function sameFile(fd: number, path: string): boolean {
  * start's output until EOF, so nothing of it may stay open in the shim) and
  * waits for its one-line report on descriptor 3.
  */
-async function spawnShim(flags: ShimFlags, socket: string, group: string): Promise<number> {
-  const main = fileURLToPath(new URL('./main.js', import.meta.url));
+async function spawnShim(req: StartRequest, socket: string, group: string): Promise<number> {
   const args = [
     ...SHIM_NODE_FLAGS,
-    main,
+    SHIM_MAIN,
     '-namespace',
-    flags.namespace,
+    req.namespace,
     '-address',
-    flags.address,
+    req.address,
     '-publish-binary',
-    flags.publishBinary,
+    req.publishBinary,
     '-id',
-    flags.id,
+    req.id,
     '-socket',
     socket,
     '-group',
     group,
-    ...(flags.debug ? ['-debug'] : []),
+    ...(req.debug ? ['-debug'] : []),
     'serve',
   ];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'], cwd: '/' });
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    cwd: '/',
+    env: req.env ?? process.env,
+  });
   const report = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
   const line = await new Promise<string>((resolve) => {
     let text = '';
