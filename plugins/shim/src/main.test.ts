@@ -61,6 +61,12 @@ test('start without a bundle config fails with a message and a non-zero status',
   assert.match(r.stderr, /config\.json/);
 });
 
+test('serve run by hand reports a bad command line on stderr and exits 1 (descriptor 3 is not a report pipe then)', async () => {
+  const r = await run(['-namespace', 'x', 'serve']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /serve needs -socket/);
+});
+
 describe('start and the long-lived shim', { skip: process.getuid?.() !== 0 && 'needs root (/run/berth)' }, () => {
   const address = join(dir, 'containerd.sock'); // only hashed: no daemon is needed for start
   const namespace = 'berth-main-test';

@@ -26,11 +26,13 @@ const IDLE_LINGER_MS = Number(process.env.BERTH_SHIM_IDLE_MS ?? 0) || 0;
 /** The descriptor `start` reads the shim's one-line report from. */
 const REPORT_FD = 3;
 
-function report(line: string): void {
+/** The one-line report to `start` (`ok` or `error: …`); false when no `start` listens. */
+function report(line: string): boolean {
   try {
-    fstatSync(REPORT_FD);
+    // Started by hand, descriptor 3 is not start's pipe but one of libuv's own (epoll, signals): leave it be.
+    if (!fstatSync(REPORT_FD).isFIFO()) return false;
   } catch {
-    return; // started by hand: nobody listens
+    return false; // started by hand: nobody listens
   }
   try {
     writeSync(REPORT_FD, `${line}\n`);
@@ -38,6 +40,7 @@ function report(line: string): void {
   try {
     closeSync(REPORT_FD);
   } catch {}
+  return true;
 }
 
 /**
@@ -183,7 +186,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
     trimMemoryWhenIdle();
     report('ok');
   } catch (err) {
-    report(`error: ${errorMessage(err)}`);
+    if (!report(`error: ${errorMessage(err)}`)) process.stderr.write(`containerd-shim-berth-v1 serve: ${errorMessage(err)}\n`);
     await ttrpc?.close();
     process.exit(1);
   }
