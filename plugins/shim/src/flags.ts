@@ -64,3 +64,6 @@ export function parseFlags(argv: readonly string[]): ShimFlags {
   }
   return { ...(out as Omit<ShimFlags, 'command' | 'args'>), command: argv[i] ?? '', args: argv.slice(i + 1) };
 }
+
+/** Set by `start` for the `serve` it spawns: the descriptor to write the one-line ready report to. */
+export const REPORT_FD_ENV = 'BERTH_SHIM_REPORT_FD';

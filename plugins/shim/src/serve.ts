@@ -4,7 +4,7 @@ import { TtrpcServer } from '@berth/ttrpc';
 import { closeSync, constants, existsSync, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import type { ContainerContext } from './container.js';
 import { EventPublisher } from './event-publisher.js';
-import type { ShimFlags } from './flags.js';
+import { REPORT_FD_ENV, type ShimFlags } from './flags.js';
 import { OomWatcher } from './oom-watcher.js';
 import { Reaper } from './reaper.js';
 import { ShimLogger, ShimLogSink } from './shim-log.js';
@@ -23,17 +23,20 @@ const IDLE_GRACE_MS = 1000;
  * process. Unset (containerd), the shim leaves as the stock one does.
  */
 const IDLE_LINGER_MS = Number(process.env.BERTH_SHIM_IDLE_MS ?? 0) || 0;
-/** The descriptor `start` reads the shim's one-line report from. */
-const REPORT_FD = 3;
+/**
+ * The descriptor `start` reads the shim's one-line report from, named by
+ * `start` in the environment (and taken out of it, so runc does not inherit
+ * it). Started by hand, descriptor 3 is one of libuv's own (epoll, signals).
+ */
+const REPORT_FD = ((): number | undefined => {
+  const fd = Number(process.env[REPORT_FD_ENV]);
+  delete process.env[REPORT_FD_ENV];
+  return Number.isInteger(fd) && fd > 2 ? fd : undefined;
+})();
 
 /** The one-line report to `start` (`ok` or `error: …`); false when no `start` listens. */
 function report(line: string): boolean {
-  try {
-    // Started by hand, descriptor 3 is not start's pipe but one of libuv's own (epoll, signals): leave it be.
-    if (!fstatSync(REPORT_FD).isFIFO()) return false;
-  } catch {
-    return false; // started by hand: nobody listens
-  }
+  if (REPORT_FD === undefined) return false;
   try {
     writeSync(REPORT_FD, `${line}\n`);
   } catch {}

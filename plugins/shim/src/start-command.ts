@@ -15,12 +15,14 @@ import {
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import type { ShimFlags } from './flags.js';
+import { REPORT_FD_ENV, type ShimFlags } from './flags.js';
 import { type RuncOptions, runcOptionsFromAnyBytes } from './runc-options.js';
 import { groupOfSpec, SHIM_SOCKET_DIR, shimLockPath, shimSocketPath } from './socket-address.js';
 import { reserveShim } from './ttrpc-probe.js';
 
 const LOCK_TIMEOUT_MS = 20_000;
+/** `serve`'s descriptor for its ready report: the pipe after stdin, stdout and stderr. */
+const REPORT_FD = 3;
 const READY_TIMEOUT_MS = 20_000;
 
 /**
@@ -168,9 +170,9 @@ async function spawnShim(req: StartRequest, socket: string, group: string): Prom
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     cwd: '/',
-    env: req.env ?? process.env,
+    env: { ...(req.env ?? process.env), [REPORT_FD_ENV]: String(REPORT_FD) },
   });
-  const report = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+  const report = child.stdio[REPORT_FD] as NodeJS.ReadableStream & { destroy(): void };
   const line = await new Promise<string>((resolve) => {
     let text = '';
     const timer = setTimeout(() => resolve(`error: the shim did not report in ${READY_TIMEOUT_MS} ms`), READY_TIMEOUT_MS);
