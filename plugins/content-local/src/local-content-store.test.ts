@@ -178,6 +178,21 @@ describe('LocalContentStore on disk', () => {
     assert.equal(await w2.commit(5), sha256('fresh'));
   });
 
+  withRoot('a commit leaves no ingest directory, also when something else was put in it', async (root) => {
+    const store = await LocalContentStore.open(root);
+    const w = await store.writer({ ref: 'tidy' });
+    await w.write(Buffer.from('tidy'));
+    const ingest = join(root, 'ingest', sha256hex('tidy'));
+    await writeFile(join(ingest, 'stray'), 'not ours');
+    assert.equal(await w.commit(4), sha256('tidy'));
+    assert.deepEqual(await readdir(join(root, 'ingest')), []);
+    const w2 = await store.writer({ ref: 'tidy2' });
+    await w2.write(Buffer.from('tidy'));
+    // The blob exists by now: the commit says so and still removes its ingest.
+    await assert.rejects(w2.commit(4), kind('already-exists'));
+    assert.deepEqual(await readdir(join(root, 'ingest')), []);
+  });
+
   withRoot('keeps hostile refs and digests inside the root', async (root) => {
     const store = await LocalContentStore.open(join(root, 'content'));
     const refs = ['../../x', '/etc/passwd', '..', '.', 'a/../../b', 'nul\0byte', '\n', 'x'.repeat(4096)];
