@@ -27,6 +27,7 @@ export {
   signalEventfd,
   watchReadable,
 } from './process.js';
+export { posixSpawn, type SpawnOptions } from './spawn.js';
 export {
   acceptConnection,
   connectUnixSocket,

@@ -1,7 +1,8 @@
-import { type ChildExit, closeFd, type FdWatch, pidfdOpen, reapPid, reapPidfd, watchReadable } from '@berth/sys';
+import { type ChildExit, closeFd, type FdWatch, pidfdOpen, pipe, posixSpawn, reapPid, reapPidfd, watchReadable } from '@berth/sys';
 import type { Logger } from '@berth/plugin-api';
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { constants } from 'node:os';
 
 export interface CommandResult {
   readonly code: number | null;
@@ -28,12 +29,11 @@ const OUTPUT_LIMIT = 1 << 20;
 /**
  * The shim's side of process ownership. As a child subreaper it inherits
  * container processes, and it collects their exits through pidfds and
- * waitid on exactly those pids. Commands it runs (runc) are libuv's children,
- * which libuv waits for by pid; the stray-zombie sweep leaves those alone,
- * so no child_process 'exit' is ever stolen.
+ * waitid on exactly those pids. The commands it runs (runc) are started with
+ * posix_spawn and watched the same way; the stray-zombie sweep reaps only
+ * what nobody watches.
  */
 export class Reaper {
-  private readonly nodeChildren = new Set<number>();
   private readonly watched = new Map<number, Watched>();
   /** While positive, a command is creating processes whose pids are not known yet: the sweep must wait. */
   private creating = 0;
@@ -46,41 +46,59 @@ export class Reaper {
     process.on('SIGCHLD', () => this.queueSweep());
   }
 
-  /** Runs a command to completion; never rejects for a non-zero exit. */
-  run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
-    const stdio = opts.stdio ?? [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'];
-    return new Promise((resolve, reject) => {
-      let child: ChildProcess;
-      try {
-        child = this.spawn(cmd, args, { stdio: stdio as SpawnOptions['stdio'], cwd: opts.cwd });
-      } catch (err) {
-        reject(err);
-        return;
+  /**
+   * Runs a command to completion; never rejects for a non-zero exit. Started
+   * with posix_spawn rather than child_process: a fork of this process held
+   * its event loop 1.0 ms per runc command, posix_spawn 0.17 ms, and a
+   * container's create, start and delete are three commands.
+   */
+  async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const spec = opts.stdio ?? [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'];
+    const childEnds: number[] = [];
+    const ours: (number | undefined)[] = [];
+    const stdio: number[] = [];
+    let pid: number;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const kind = spec[i] ?? 'ignore';
+        if (typeof kind === 'number') {
+          stdio.push(kind);
+          ours.push(undefined);
+        } else if (kind === 'ignore') {
+          const fd = openSync('/dev/null', i === 0 ? 'r' : 'w');
+          childEnds.push(fd);
+          stdio.push(fd);
+          ours.push(undefined);
+        } else {
+          const [r, w] = pipe();
+          childEnds.push(i === 0 ? r : w);
+          stdio.push(i === 0 ? r : w);
+          ours.push(i === 0 ? w : r);
+        }
       }
-      let stdout = '';
-      let stderr = '';
-      child.stdout?.on('data', (d: Buffer) => {
-        if (stdout.length < OUTPUT_LIMIT) stdout += d.toString();
-      });
-      child.stderr?.on('data', (d: Buffer) => {
-        if (stderr.length < OUTPUT_LIMIT) stderr += d.toString();
-      });
-      child.stdin?.on('error', () => {});
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-      if (child.stdin) child.stdin.end(opts.input);
-    });
-  }
-
-  /** child_process.spawn, with the pid kept out of the sweep's reach until libuv has reaped it. */
-  spawn(cmd: string, args: readonly string[], opts: SpawnOptions): ChildProcess {
-    const child = spawn(cmd, args, opts);
-    const pid = child.pid;
-    if (pid !== undefined) {
-      this.nodeChildren.add(pid);
-      child.once('exit', () => this.nodeChildren.delete(pid));
+      pid = posixSpawn(cmd, args, { stdio: stdio as [number, number, number], ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+    } catch (err) {
+      for (const fd of ours) if (fd !== undefined) closeSync(fd);
+      throw err;
+    } finally {
+      for (const fd of childEnds) closeSync(fd);
     }
-    return child;
+    // Watched before anything can run the sweep: the exit is ours to collect.
+    const exited = new Promise<ChildExit>((resolve) => this.watch(pid, resolve));
+    const [input, stdoutFd, stderrFd] = ours;
+    if (input !== undefined) {
+      const sink = new Socket({ fd: input, readable: false, writable: true });
+      sink.on('error', () => {}); // a command that does not read its input
+      sink.end(opts.input ?? '');
+    }
+    const [stdout, stderr] = await Promise.all([collect(stdoutFd), collect(stderrFd)]);
+    const exit = await exited;
+    return {
+      code: exit.signal === undefined ? exit.status : null,
+      signal: exit.signal === undefined ? null : signalName(exit.signal),
+      stdout,
+      stderr,
+    };
   }
 
   /**
@@ -146,10 +164,10 @@ export class Reaper {
     });
   }
 
-  /** Reaps zombie children that are neither libuv's nor watched. */
+  /** Reaps zombie children that nobody watches. */
   private sweep(): void {
     for (const pid of childPids()) {
-      if (this.nodeChildren.has(pid) || this.watched.has(pid)) continue;
+      if (this.watched.has(pid)) continue;
       if (!isZombie(pid)) continue;
       try {
         const exit = reapPid(pid);
@@ -157,6 +175,25 @@ export class Reaper {
       } catch {}
     }
   }
+}
+
+/** What a command wrote to one of its pipes, up to OUTPUT_LIMIT; '' for none. */
+function collect(fd: number | undefined): Promise<string> {
+  if (fd === undefined) return Promise.resolve('');
+  return new Promise((resolve) => {
+    const source = new Socket({ fd, readable: true, writable: false });
+    let text = '';
+    source.on('data', (d: Buffer) => {
+      if (text.length < OUTPUT_LIMIT) text += d.toString();
+    });
+    source.on('error', () => {});
+    source.on('close', () => resolve(text));
+  });
+}
+
+function signalName(signal: number): NodeJS.Signals {
+  const entry = Object.entries(constants.signals).find(([, n]) => n === signal);
+  return (entry?.[0] ?? 'SIGKILL') as NodeJS.Signals;
 }
 
 /** Children of every thread of this process (orphans re-parent to any live thread). */

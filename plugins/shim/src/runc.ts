@@ -22,8 +22,8 @@ export class RuncError extends Error {
 
 /**
  * The runc command line for one container (`--root`, `--log <bundle>/log.json
- * --log-format json`, as the stock shim passes them), on top of the shim's
- * reaper so each command's exit belongs to libuv alone.
+ * --log-format json`, as the stock shim passes them), run through the shim's
+ * reaper, which collects each command's exit.
  */
 export class Runc {
   constructor(
