@@ -21,7 +21,31 @@ test('SnapshotDirectories builds under a temporary name, installs over crash lef
     assert.deepEqual(await readdir(dirs.dir), ['7'], 'the leftover went, nothing else stayed');
 
     await dirs.remove('7');
+    assert.equal((await readdir(dirs.dir)).some((n) => n === '7'), false, 'the id is free when remove returns');
     await dirs.remove('7'); // already gone is fine
+    await dirs.settle();
+    assert.deepEqual(await readdir(dirs.dir), [], 'deleted once settled');
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a directory being deleted after remove is spared by unowned, and settle waits for it', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'berth-dirs-'));
+  try {
+    const dirs = new SnapshotDirectories(join(root, 'snapshots'));
+    await dirs.init();
+    for (const id of ['1', '2']) {
+      const temp = await dirs.createTemp();
+      for (let i = 0; i < 200; i++) await writeFile(join(temp, `f${i}`), 'x');
+      await dirs.install(temp, id);
+    }
+    await dirs.remove('1');
+    await dirs.remove('2');
+    // Still deleting: cleanup must not take (or fail on) what remove has in hand.
+    const unowned = await dirs.unowned(new Set());
+    assert.deepEqual(unowned, []);
+    await dirs.settle();
     assert.deepEqual(await readdir(dirs.dir), []);
   } finally {
     await rm(root, { recursive: true, force: true });

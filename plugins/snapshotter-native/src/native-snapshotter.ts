@@ -92,11 +92,13 @@ export class NativeSnapshotter implements Snapshotter {
   async cleanup(): Promise<void> {
     const unowned = await this.store.update(async (tx) => this.dirs.unowned(new Set((await tx.idMap()).keys())));
     await this.dirs.removeAll(unowned);
+    await this.dirs.settle(); // and what removals left to delete: Cleanup returns with the disk clean
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.dirs.settle(); // removed snapshots' directories, still being deleted
     await this.store.close();
   }
 

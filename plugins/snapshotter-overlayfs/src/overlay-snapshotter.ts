@@ -138,12 +138,14 @@ export class OverlaySnapshotter implements Snapshotter {
       return { ids, unowned: await this.dirs.unowned(ids) };
     });
     await this.dirs.removeAll(unowned);
+    await this.dirs.settle(); // and what removals left to delete: Cleanup returns with the disk clean
     await this.links?.prune(ids);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.dirs.settle(); // removed snapshots' directories, still being deleted
     await this.store.close();
   }
 
