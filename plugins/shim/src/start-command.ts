@@ -25,15 +25,15 @@ const LOCK_TIMEOUT_MS = 20_000;
 const REPORT_FD = 3;
 const READY_TIMEOUT_MS = 20_000;
 
+/** The shim's entry point (the `containerd-shim-berth-v1` bin): what `start` runs `serve` from. */
+export const SHIM_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
+
 /**
  * V8 settings for the long-lived shim, which mostly waits: a small young
  * generation, and lite mode (no optimising compilers, lazy feedback), which
  * saves about 8 MiB of resident memory; the copying of stdio happens in
  * libuv either way.
  */
-/** The shim's entry point (the `containerd-shim-berth-v1` bin): what `start` runs `serve` from. */
-export const SHIM_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
-
 export const SHIM_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=256', '--lite-mode'];
 
 /** What starting a group shim needs: start's flags and stdin, or the same from berthd in-process. */
