@@ -42,5 +42,8 @@ test('run rejects a command that does not exist, naming it', async () => {
 
 test('many commands at once each get their own exit and output', async () => {
   const results = await Promise.all(Array.from({ length: 20 }, (_, i) => reaper.run('sh', ['-c', `echo ${i}; exit ${i}`])));
-  results.forEach((r, i) => assert.deepEqual([r.code, r.stdout], [i, `${i}\n`]));
+  assert.deepEqual(
+    results.map((r) => [r.code, r.stdout]),
+    results.map((_, i) => [i, `${i}\n`]),
+  );
 });
