@@ -83,13 +83,19 @@ export const gcPlugin = definePlugin({
   requires: [MetadataStore],
   optional: [ContentStore, Snapshotter],
   provides: GarbageCollector,
-  config: { defaults: { schedule_delay_ms: 100, startup_delay_ms: 100 } },
+  // containerd's keys and defaults, but for schedule_delay_ms (containerd: 0), which lets the
+  // deletions of one client command (a container's, then its lease's) share a collection.
+  config: { defaults: { pause_threshold: 0.02, deletion_threshold: 0, schedule_delay_ms: 100, startup_delay_ms: 100 } },
   init(ctx) {
     const gc = new MetadataGarbageCollector(
       ctx.get(MetadataStore),
       ctx.tryGet(ContentStore),
       ctx.log,
-      { scheduleDelayMs: ctx.config.schedule_delay_ms },
+      {
+        scheduleDelayMs: ctx.config.schedule_delay_ms,
+        pauseThreshold: ctx.config.pause_threshold,
+        deletionThreshold: ctx.config.deletion_threshold,
+      },
       ctx.getAll(Snapshotter),
     );
     // As containerd: one collection shortly after start, for what a crash left behind.

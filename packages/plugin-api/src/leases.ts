@@ -44,11 +44,27 @@ export interface GcStats {
   readonly durationMs: number;
 }
 
+/**
+ * What a deletion left behind in a store, beyond the metadata. A scheduled
+ * collection walks a backend (the content store, a snapshotter) only when
+ * its own sweep deleted records of that backend or a deletion said so here:
+ * a service that deletes a blob's record and leaves the blob for the
+ * collector passes `{ content: true }`.
+ */
+export interface GcDirty {
+  readonly content?: boolean;
+  /** Snapshotter names, as in `containerd.io/gc.ref.snapshot.<name>`. */
+  readonly snapshotters?: readonly string[];
+}
+
 /** io.containerd.gc.v1: mark from roots, sweep the rest. */
 export interface GarbageCollector {
-  /** Ask for a collection soon (after deletions); collections coalesce. */
-  schedule(): void;
-  /** Run a collection now (or join the one running) and wait for it. */
+  /**
+   * Ask for a collection after a deletion. Collections coalesce and are
+   * paced as containerd paces them (a share of time, `pause_threshold`).
+   */
+  schedule(dirty?: GcDirty): void;
+  /** Run a collection now (or join the one running), every backend walked, and wait for it. */
   collect(): Promise<GcStats>;
 }
 export const GarbageCollector = token<GarbageCollector>('GarbageCollector');

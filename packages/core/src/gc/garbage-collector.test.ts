@@ -82,7 +82,8 @@ beforeEach(async () => {
   const dir = join(root, `t${++n}`);
   meta = await LevelMetadataStore.open(join(dir, 'meta'));
   store = new GatedStore(await LocalContentStore.open(join(dir, 'content')));
-  gc = new MetadataGarbageCollector(meta, store, silentLogger, { scheduleDelayMs: 20 });
+  // A pause threshold of 0.5: a scheduled collection waits as long as the last ones took.
+  gc = new MetadataGarbageCollector(meta, store, silentLogger, { scheduleDelayMs: 20, pauseThreshold: 0.5 });
   // The services get no collector: collections run only when a test asks.
   const exchange = new EventExchangeImpl();
   content = new ContentServiceImpl(store, meta, exchange);
@@ -362,6 +363,40 @@ test('schedule() coalesces a burst into one collection', async () => {
   await gc.stop();
   await sleep(60);
   assert.equal(store.walks, 2);
+});
+
+test('a scheduled collection walks the content store only when a deletion left it dirty', async () => {
+  await gc.collect(); // the first walks everything
+  assert.equal(store.walks, 1);
+  // A blob no namespace records, which only a walk of the store finds.
+  const w = await store.real.writer({ ref: 'unrecorded' });
+  await w.write(Buffer.from('unrecorded'));
+  const orphan = await w.commit(10);
+
+  // A deletion that removed no record of a blob (a lease with nothing in it): the store is not walked.
+  await leases.create(A, { id: 'empty' });
+  await leases.delete(A, 'empty');
+  gc.schedule();
+  await sleep(120);
+  assert.equal(store.walks, 1);
+  assert.ok(await inStore(orphan));
+
+  // A record deleted by the sweep makes the store dirty: that collection walks it.
+  const dropped = await put(A, 'unreferenced');
+  gc.schedule();
+  await sleep(120);
+  assert.equal(store.walks, 2);
+  assert.equal(await where(dropped), 'gone');
+  assert.equal(await where(orphan), 'gone');
+
+  // So does a deletion that says so: Content.Delete leaves its blob to the collector.
+  const kept = await put(A, 'deleted by hand', { [GcLabel.root]: 'x' });
+  const withGc = new ContentServiceImpl(store, meta, new EventExchangeImpl(), gc);
+  await withGc.delete(A, kept);
+  assert.equal(await where(kept), 'store');
+  await sleep(120);
+  assert.equal(store.walks, 3);
+  assert.equal(await where(kept), 'gone');
 });
 
 test('concurrent leased commits survive repeated collections', async () => {

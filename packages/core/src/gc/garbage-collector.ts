@@ -2,6 +2,7 @@ import {
   type ContentStore,
   errorMessage,
   type GarbageCollector,
+  type GcDirty,
   GcLabel,
   type GcStats,
   isDigest,
@@ -30,11 +31,10 @@ import {
   type SnapshotRecord,
   snapshotKey,
 } from '../metadata/keys.js';
+import { GcPacer, type PacerOptions } from './pacer.js';
 
-export interface GcOptions {
-  /** Wait after a schedule() so bursts of deletions share one collection. */
-  readonly scheduleDelayMs: number;
-}
+/** How scheduled collections are paced (see GcPacer); unset, containerd's defaults. */
+export type GcOptions = Pick<PacerOptions, 'scheduleDelayMs'> & Partial<PacerOptions>;
 
 /**
  * Mark and sweep, as containerd's collector: roots are images, containers, unexpired
@@ -45,31 +45,66 @@ export interface GcOptions {
  * more leave their stores. The whole run holds the metadata write lock, and
  * content commits record blobs under that same lock, so a blob being
  * committed is never swept.
+ *
+ * As containerd's, a scheduled collection walks a backend (the content
+ * store, a snapshotter) only when it is dirty: the metadata sweep deleted
+ * records of it, or a deletion said so (GcDirty). The first collection and
+ * every collect() walk them all, for what a crash or a failed call left.
  */
 export class MetadataGarbageCollector implements GarbageCollector {
   private running: Promise<GcStats> = Promise.resolve(emptyStats());
   private queued: Promise<GcStats> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the pending timer fires, on performance.now()'s clock. */
+  private timerAt = 0;
+  private readonly pacer: GcPacer;
+  private contentDirty = true;
+  private readonly dirtySnapshotters: Set<string>;
+  /** collect() asked for the next run: every backend is walked. */
+  private walkAll = false;
 
   constructor(
     private readonly meta: MetadataStore,
     private readonly content: ContentStore | undefined,
     private readonly log: Logger,
-    private readonly opts: GcOptions,
+    opts: GcOptions,
     private readonly snapshotters: ReadonlyMap<string, Snapshotter> = new Map(),
-  ) {}
+  ) {
+    this.pacer = new GcPacer({ pauseThreshold: 0.02, deletionThreshold: 0, ...opts });
+    this.dirtySnapshotters = new Set(snapshotters.keys());
+  }
 
-  schedule(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.collect().catch((err) => this.log.error('garbage collection failed', { error: errorMessage(err) }));
-    }, this.opts.scheduleDelayMs);
+  schedule(dirty?: GcDirty): void {
+    this.markDirty(dirty);
+    const at = this.pacer.deleted(performance.now());
+    if (this.timer) {
+      if (this.timerAt <= at) return;
+      clearTimeout(this.timer);
+    }
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.next().catch((err) => this.log.error('garbage collection failed', { error: errorMessage(err) }));
+      },
+      Math.max(0, at - performance.now()),
+    );
     this.timer.unref();
   }
 
   /** Runs after any collection in progress, so whatever was deleted before the call is swept by it. */
   collect(): Promise<GcStats> {
+    this.walkAll = true;
+    return this.next();
+  }
+
+  private markDirty(dirty: GcDirty | undefined): void {
+    if (dirty?.content) this.contentDirty = true;
+    for (const name of dirty?.snapshotters ?? []) this.dirtySnapshotters.add(name);
+  }
+
+  /** The run after the one in progress, shared by every caller until it starts. */
+  private next(): Promise<GcStats> {
     this.queued ??= this.running
       .catch(() => undefined)
       .then(() => {
@@ -84,9 +119,11 @@ export class MetadataGarbageCollector implements GarbageCollector {
    * Remove every backend snapshot no namespace records, children before
    * parents (a snapshotter refuses to remove a parent first).
    */
-  private async sweepSnapshotters(referenced: Referenced): Promise<number> {
+  private async sweepSnapshotters(referenced: Referenced, names: Iterable<string>): Promise<number> {
     let removed = 0;
-    for (const [name, snapshotter] of this.snapshotters) {
+    for (const name of names) {
+      const snapshotter = this.snapshotters.get(name);
+      if (!snapshotter) continue;
       const keep = referenced.snapshots.get(name) ?? new Set<string>();
       const parentOf = new Map<string, string | undefined>();
       await snapshotter.walk((info) => {
@@ -124,43 +161,65 @@ export class MetadataGarbageCollector implements GarbageCollector {
   }
 
   private async run(): Promise<GcStats> {
-    const started = performance.now();
-    const stats = await this.meta.exclusive(async (locked) => {
-      const abortIngest = async (backendRef: string): Promise<boolean> => {
-        if (!this.content) return true;
-        try {
-          await this.content.abort(backendRef);
-          return true;
-        } catch (err) {
-          if (isNotFound(err)) return true;
-          // A writer still has it open: it is in use, not abandoned.
-          return false;
-        }
-      };
-      const swept = await locked.update((tx) => sweepMetadata(tx, new Date(), abortIngest));
-      const snapshotsRemoved = await this.sweepSnapshotters(swept.referenced);
-      let blobsDeleted = 0;
-      if (this.content) {
-        const unreferenced: string[] = [];
-        await this.content.walk((info) => {
-          if (!swept.referenced.blobs.has(info.digest)) unreferenced.push(info.digest);
-        });
-        for (const digest of unreferenced) {
-          try {
-            await this.content.delete(digest);
-            blobsDeleted++;
-          } catch (err) {
-            if (!isNotFound(err)) throw err;
-          }
-        }
+    const abortIngest = async (backendRef: string): Promise<boolean> => {
+      if (!this.content) return true;
+      try {
+        await this.content.abort(backendRef);
+        return true;
+      } catch (err) {
+        if (isNotFound(err)) return true;
+        // A writer still has it open: it is in use, not abandoned.
+        return false;
       }
-      return { ...swept.stats, blobsDeleted, snapshotsDeleted: snapshotsRemoved };
+    };
+    const result = await this.meta.exclusive(async (locked) => {
+      // Under the lock: every deletion committed so far is this run's to sweep.
+      const started = performance.now();
+      this.pacer.started();
+      const walkAll = this.walkAll;
+      this.walkAll = false;
+      const contentDirty = walkAll || this.contentDirty;
+      const snapshotters = new Set(walkAll ? this.snapshotters.keys() : this.dirtySnapshotters);
+      this.contentDirty = false;
+      this.dirtySnapshotters.clear();
+      try {
+        const swept = await locked.update((tx) => sweepMetadata(tx, new Date(), abortIngest));
+        for (const name of swept.snapshottersSwept) snapshotters.add(name);
+        const snapshotsDeleted = await this.sweepSnapshotters(swept.referenced, snapshotters);
+        const blobsDeleted =
+          contentDirty || swept.stats.contentDeleted > 0 ? await this.sweepContent(swept.referenced.blobs) : 0;
+        const ended = performance.now();
+        this.pacer.finished(ended - started, ended);
+        return { ...swept.stats, blobsDeleted, snapshotsDeleted, durationMs: ended - started };
+      } catch (err) {
+        // The next run walks them again.
+        this.markDirty({ content: contentDirty, snapshotters: [...snapshotters] });
+        throw err;
+      }
     });
-    const result = { ...stats, durationMs: performance.now() - started };
     const removed =
       result.contentDeleted + result.blobsDeleted + result.leasesExpired + result.snapshotsDeleted + result.ingestsAborted;
     (removed > 0 ? this.log.info : this.log.debug)('garbage collected', { ...result });
     return result;
+  }
+
+  /** Delete every blob of the content store that no namespace records. */
+  private async sweepContent(referenced: ReadonlySet<string>): Promise<number> {
+    if (!this.content) return 0;
+    const unreferenced: string[] = [];
+    await this.content.walk((info) => {
+      if (!referenced.has(info.digest)) unreferenced.push(info.digest);
+    });
+    let deleted = 0;
+    for (const digest of unreferenced) {
+      try {
+        await this.content.delete(digest);
+        deleted++;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return deleted;
   }
 }
 
@@ -199,6 +258,8 @@ async function sweepMetadata(tx: WriteTx, now: Date, abortIngest: (backendRef: s
   let snapshotsDeleted = 0;
   let ingestsAborted = 0;
   const referenced: Referenced = { blobs: new Set(), snapshots: new Map() };
+  /** Snapshotters some of whose records were deleted: their backends hold snapshots to remove. */
+  const snapshottersSwept = new Set<string>();
   for (const ns of await namespaces(tx)) {
     const blobs = new Map<string, BlobRecord>();
     for await (const [key, value] of tx.range(blobsPrefix(ns))) blobs.set(key[4] ?? '', parseJSON<BlobRecord>(value));
@@ -292,11 +353,12 @@ async function sweepMetadata(tx: WriteTx, now: Date, abortIngest: (backendRef: s
         referenced.snapshots.set(snapshotter, keys);
       } else {
         tx.del(snapshotKey(ns, snapshotter, rest.join(':')));
+        snapshottersSwept.add(snapshotter);
         snapshotsDeleted++;
       }
     }
   }
-  return { referenced, stats: { contentDeleted, leasesExpired, snapshotsDeleted, ingestsAborted } };
+  return { referenced, snapshottersSwept, stats: { contentDeleted, leasesExpired, snapshotsDeleted, ingestsAborted } };
 }
 
 /** Snapshotter ids never contain ':', so the node name splits back unambiguously. */

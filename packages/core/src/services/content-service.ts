@@ -97,7 +97,8 @@ export class ContentServiceImpl implements ContentService {
       tx.del(blobKey(ns, digest));
       tx.onCommit(async () => {
         await this.events.publish(ns, Topic.ContentDelete, { typeUrl: 'containerd.events.ContentDelete', data: { digest } });
-        this.gc?.schedule();
+        // The blob stays in the store until a collection finds no namespace records it.
+        this.gc?.schedule({ content: true });
       });
     });
   }
