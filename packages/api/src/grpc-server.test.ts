@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -11,9 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as http2Connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bidiStream } from './grpc-bidi.js';
 import { GrpcConnection } from './grpc-client.js';
-import { bindService } from './grpc-server.js';
+import { frameMessage } from './grpc-framing.js';
+import { bindService, CONNECTION_WINDOW_BYTES, GrpcServer, STREAM_WINDOW_BYTES } from './grpc-server.js';
 import { protoRoot } from './proto-root.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
@@ -26,7 +30,7 @@ const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => sile
 describe('bindService and GrpcConnection', () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-api-'));
   const socket = join(dir, 'api.sock');
-  const server = new grpc.Server();
+  const server = new GrpcServer({ log: silent });
   const seen: RequestContext[] = [];
   // The Delete handler below: when it started, and the abort reason it saw.
   let deleteStarted!: () => void;
@@ -95,15 +99,13 @@ describe('bindService and GrpcConnection', () => {
       },
       silent,
     );
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
+    await server.listen(socket);
     conn = new GrpcConnection(socket);
   });
 
-  after(() => {
+  after(async () => {
     conn.close();
-    server.forceShutdown();
+    await server.close(0);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -180,7 +182,7 @@ describe('bindService and GrpcConnection', () => {
     assert.throws(
       () =>
         bindService(
-          new grpc.Server(),
+          new GrpcServer({ log: silent }),
           protoRoot(),
           { service: 'containerd.services.version.v1.Version', implementation: {} },
           silent,
@@ -188,7 +190,7 @@ describe('bindService and GrpcConnection', () => {
       /no handler for Version/,
     );
     assert.throws(
-      () => bindService(new grpc.Server(), protoRoot(), { service: 'no.such.Service', implementation: {} }, silent),
+      () => bindService(new GrpcServer({ log: silent }), protoRoot(), { service: 'no.such.Service', implementation: {} }, silent),
       /not defined/,
     );
   });
@@ -203,6 +205,246 @@ describe('bindService and GrpcConnection', () => {
       });
     } finally {
       missing.close();
+    }
+  });
+});
+
+/**
+ * The protocol itself, as grpc-js's client and a bare HTTP/2 client see it:
+ * statuses for what no handler answers, limits, deadlines, streams both
+ * ways, flow control and shutdown.
+ */
+describe('GrpcServer', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-grpc-'));
+  const socket = join(dir, 'grpc.sock');
+  const server = new GrpcServer({ log: silent, maxMessageBytes: 4096 });
+  const VERSION = 'containerd.services.version.v1.Version';
+  const CONTENT = 'containerd.services.content.v1.Content';
+  let sawAbort!: () => void;
+  const aborted = new Promise<void>((resolve) => {
+    sawAbort = resolve;
+  });
+  let conn: GrpcConnection;
+
+  before(async () => {
+    bindService(server, protoRoot(), { service: VERSION, implementation: { version: async () => ({ version: 'v', revision: 'r' }) } }, silent);
+    const never = async (_req: unknown, ctx: RequestContext) => {
+      await new Promise((resolve) => ctx.signal?.addEventListener('abort', resolve, { once: true }));
+      sawAbort();
+      return {};
+    };
+    bindService(
+      server,
+      protoRoot(),
+      {
+        service: CONTENT,
+        implementation: {
+          info: never,
+          update: async () => ({}),
+          list: async function* () {},
+          delete: async () => ({}),
+          read: async function* (req: { size: number }) {
+            for (let i = 0; i < req.size; i++) yield { offset: i * 1000, data: Buffer.alloc(1000, i) };
+          },
+          status: async () => ({}),
+          listStatuses: async () => ({ statuses: [] }),
+          // Echoes each request's offset and the bytes it carried.
+          write: async (reqs: AsyncIterable<{ ref: string; offset: number; data: Uint8Array }>, _ctx: RequestContext, send: (res: object) => Promise<void>) => {
+            for await (const req of reqs) await send({ action: 1, offset: req.offset + req.data.length, total: 0, digest: req.ref });
+          },
+          abort: async () => ({}),
+        },
+      },
+      silent,
+    );
+    await server.listen(socket);
+    conn = new GrpcConnection(socket);
+  });
+
+  after(async () => {
+    conn.close();
+    await server.close(0);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** One call by hand: its response headers, trailers and data. */
+  async function rawCall(path: string, body: Buffer, headers: Record<string, string> = {}) {
+    const client = http2Connect('http://localhost', { createConnection: () => netConnect(socket) });
+    try {
+      return await new Promise<{ headers: Record<string, unknown>; trailers: Record<string, unknown>; data: Buffer }>((resolve, reject) => {
+        const req = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+        let responseHeaders: Record<string, unknown> = {};
+        let trailers: Record<string, unknown> = {};
+        const data: Buffer[] = [];
+        req.on('response', (h) => {
+          responseHeaders = h;
+        });
+        req.on('trailers', (t) => {
+          trailers = t;
+        });
+        req.on('data', (c) => data.push(c));
+        req.on('end', () => resolve({ headers: responseHeaders, trailers, data: Buffer.concat(data) }));
+        req.on('error', reject);
+        req.end(body);
+      });
+    } finally {
+      client.close();
+    }
+  }
+
+  test('an unknown method or service is Unimplemented, naming it', async () => {
+    const method = await rawCall(`/${VERSION}/Nope`, frameMessage(Buffer.alloc(0)));
+    assert.equal(method.headers['grpc-status'], '12');
+    assert.equal(method.headers['grpc-message'], `unknown method Nope for service ${VERSION}`);
+    const service = await rawCall('/no.such.Service/Call', frameMessage(Buffer.alloc(0)));
+    assert.equal(service.headers['grpc-status'], '12');
+    assert.equal(service.headers['grpc-message'], 'unknown service no.such.Service');
+  });
+
+  test('a unary answer is headers, one message, then status 0 in the trailers', async () => {
+    const res = await rawCall(`/${VERSION}/Version`, frameMessage(Buffer.alloc(0)));
+    assert.equal(res.headers[':status'], 200);
+    assert.equal(res.headers['content-type'], 'application/grpc');
+    assert.equal(res.trailers['grpc-status'], '0');
+    assert.equal(res.data.readUInt32BE(1), res.data.length - 5);
+    assert.deepEqual(await conn.service(VERSION).unary('Version', {}), { version: 'v', revision: 'r' });
+  });
+
+  test('malformed protobuf is InvalidArgument naming the message type', async () => {
+    const res = await rawCall(`/${CONTENT}/Delete`, frameMessage(Buffer.from([0x0a, 0xff, 0xff])), { 'containerd-namespace': 'n' });
+    assert.equal(res.headers['grpc-status'], '3');
+    assert.match(String(res.headers['grpc-message']), /^malformed containerd\.services\.content\.v1\.DeleteContentRequest/);
+  });
+
+  test('a message over the limit is ResourceExhausted; a compressed one Unimplemented; a truncated one Internal', async () => {
+    const big = await rawCall(`/${CONTENT}/Delete`, frameMessage(Buffer.alloc(5000)));
+    assert.equal(big.headers['grpc-status'], '8');
+    const compressed = frameMessage(Buffer.alloc(3));
+    compressed[0] = 1;
+    const gz = await rawCall(`/${CONTENT}/Delete`, compressed, { 'grpc-encoding': 'gzip' });
+    assert.equal(gz.headers['grpc-status'], '12');
+    const truncated = await rawCall(`/${CONTENT}/Delete`, frameMessage(Buffer.alloc(10)).subarray(0, 8));
+    assert.equal(truncated.headers['grpc-status'], '13');
+  });
+
+  test('status messages are percent-encoded', async () => {
+    const strict = new GrpcServer({ log: silent });
+    const path = join(dir, 'enc.sock');
+    bindService(
+      strict,
+      protoRoot(),
+      {
+        service: VERSION,
+        implementation: {
+          version: async () => {
+            throw new NotFoundError('100% “not” here\n');
+          },
+        },
+      },
+      silent,
+    );
+    await strict.listen(path);
+    const client = new GrpcConnection(path);
+    try {
+      await assert.rejects(client.service(VERSION).unary('Version', {}), { name: 'NotFoundError', message: '100% “not” here\n' });
+    } finally {
+      client.close();
+      await strict.close(0);
+    }
+  });
+
+  test('a non-gRPC content type is 415', async () => {
+    const res = await rawCall(`/${VERSION}/Version`, Buffer.alloc(0), { 'content-type': 'text/plain' });
+    assert.equal(res.headers[':status'], 415);
+  });
+
+  test("the client's deadline ends the call as DeadlineExceeded and aborts the handler's signal", async () => {
+    await assert.rejects(conn.service(CONTENT).unary('Info', { digest: 'x' }, { namespace: 'n', timeout: 100 }), {
+      name: 'DeadlineExceededError',
+    });
+    await aborted;
+  });
+
+  test('server streams, and bidirectional streams both ways', async () => {
+    const chunks: number[] = [];
+    for await (const res of conn.service(CONTENT).serverStream<{ offset: number; data: Uint8Array }>('Read', { digest: 'd', size: 50 }, { namespace: 'n' })) {
+      chunks.push(res.data[0] ?? -1);
+    }
+    assert.deepEqual(chunks, Array.from({ length: 50 }, (_, i) => i));
+
+    const stream = bidiStream<object, { offset: number; digest: string }>(conn, CONTENT, 'Write', { namespace: 'n' });
+    const answers: number[] = [];
+    const reading = (async () => {
+      for await (const res of stream.responses) answers.push(res.offset);
+    })();
+    for (let i = 0; i < 20; i++) await stream.write({ action: 2, ref: 'r', offset: i * 100, data: Buffer.alloc(100) });
+    stream.end();
+    await reading;
+    assert.deepEqual(answers, Array.from({ length: 20 }, (_, i) => (i + 1) * 100));
+  });
+
+  test('a client sees 4 MiB stream windows and a 16 MiB connection window', async () => {
+    const client = http2Connect('http://localhost', { createConnection: () => netConnect(socket) });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('remoteSettings', () => resolve());
+        client.once('error', reject);
+      });
+      assert.equal(client.remoteSettings.initialWindowSize, STREAM_WINDOW_BYTES);
+      // The connection window comes as a WINDOW_UPDATE right after the settings.
+      for (const deadline = Date.now() + 2000; (client.state.remoteWindowSize ?? 0) < CONNECTION_WINDOW_BYTES && Date.now() < deadline; ) {
+        await sleep(10);
+      }
+      assert.equal(client.state.remoteWindowSize, CONNECTION_WINDOW_BYTES);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  test('close() lets a call in flight finish, then cuts a stream that never ends', async () => {
+    const path = join(dir, 'close.sock');
+    const closing = new GrpcServer({ log: silent });
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    bindService(
+      closing,
+      protoRoot(),
+      {
+        service: 'containerd.services.events.v1.Events',
+        implementation: {
+          publish: async () => {
+            await slow;
+            return {};
+          },
+          forward: async () => ({}),
+          subscribe: async function* (_req: unknown, ctx: RequestContext) {
+            yield { topic: '/first', namespace: 'n' };
+            await new Promise((resolve) => ctx.signal?.addEventListener('abort', resolve, { once: true }));
+          },
+        },
+      },
+      silent,
+    );
+    await closing.listen(path);
+    const client = new GrpcConnection(path);
+    const events = client.service('containerd.services.events.v1.Events');
+    try {
+      const publish = events.unary('Publish', { topic: '/t' }, { namespace: 'n' });
+      const topics: string[] = [];
+      const subscribed = (async () => {
+        for await (const env of events.serverStream<{ topic: string }>('Subscribe', {}, { namespace: 'n' })) topics.push(env.topic);
+      })().catch((err: Error) => err.name);
+      while (topics.length === 0) await sleep(5);
+      const closed = closing.close(300);
+      release();
+      await publish;
+      await closed;
+      assert.equal(typeof (await subscribed), 'string');
+      assert.deepEqual(topics, ['/first']);
+    } finally {
+      client.close();
     }
   });
 });

@@ -6,9 +6,12 @@ export {
   type BidiStreamHandler,
   bindService,
   type ClientStreamHandler,
+  CONNECTION_WINDOW_BYTES,
+  GrpcServer,
+  type GrpcServerOptions,
   MAX_MESSAGE_BYTES,
   type ServerStreamHandler,
-  serviceDefinition,
+  STREAM_WINDOW_BYTES,
   type UnaryHandler,
 } from './grpc-server.js';
 export { loadProtoRoot, lookupService, PROTO_DIR, protoRoot } from './proto-root.js';

@@ -1,5 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
-import { bindService, GrpcConnection, protoRoot } from '@berth/api';
+import { bindService, GrpcConnection, GrpcServer, protoRoot } from '@berth/api';
 import {
   AlreadyExistsError,
   CanceledError,
@@ -384,7 +383,7 @@ describe('one implementation on gRPC and ttrpc', () => {
         return {};
       },
     };
-    const grpcServer = new grpc.Server();
+    const grpcServer = new GrpcServer({ log: silent });
     const ttrpcServer = new TtrpcServer({ log: silent });
     let client: TtrpcClient | undefined;
     let conn: GrpcConnection | undefined;
@@ -393,11 +392,7 @@ describe('one implementation on gRPC and ttrpc', () => {
       ttrpcServer.register(protoRoot(), EVENTS, implementation);
       await ttrpcServer.listen(join(dir, 'ttrpc.sock'));
       client = new TtrpcClient(join(dir, 'ttrpc.sock'));
-      await new Promise<void>((resolve, reject) =>
-        grpcServer.bindAsync(`unix://${join(dir, 'grpc.sock')}`, grpc.ServerCredentials.createInsecure(), (err) =>
-          err ? reject(err) : resolve(),
-        ),
-      );
+      await grpcServer.listen(join(dir, 'grpc.sock'));
       conn = new GrpcConnection(join(dir, 'grpc.sock'));
       await conn.service(EVENTS).unary('Forward', { envelope: { topic: '/over/grpc' } }, { namespace: 'g' });
       await ttrpcService(client, protoRoot(), EVENTS).unary('forward', { envelope: { topic: '/over/ttrpc' } }, { namespace: 't' });
@@ -406,7 +401,7 @@ describe('one implementation on gRPC and ttrpc', () => {
       conn?.close();
       client?.close();
       await ttrpcServer.close();
-      grpcServer.forceShutdown();
+      await grpcServer.close(0);
       rmSync(dir, { recursive: true, force: true });
     }
   });
