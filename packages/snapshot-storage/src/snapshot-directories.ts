@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { mkdtempSync, renameSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const TEMP_PREFIX = 'new-';
@@ -11,6 +12,12 @@ const REMOVAL_PREFIX = 'rm-';
  * into place; removed ones are renamed aside before they are deleted, so an
  * entry named by an id is always complete, and whatever a crash leaves behind
  * (temporary, half-deleted or unowned entries) is removed by `cleanup`.
+ *
+ * The directory entries are made and renamed synchronously: each is one
+ * metadata operation of some microseconds, while through the thread pool
+ * each cost a hand-off to a worker and back (futexes and an event-loop
+ * wake-up) several times that, on every Snapshots.Prepare and Remove. A
+ * disk that stalls its journal stalls berthd's event loop for as long.
  */
 export class SnapshotDirectories {
   /** Entries this process is building or deleting, which cleanup must leave alone. */
@@ -33,7 +40,7 @@ export class SnapshotDirectories {
 
   /** A new, empty temporary directory to build a snapshot in; pass it to `install` or `discard`. */
   async createTemp(): Promise<string> {
-    const temp = await mkdtemp(join(this.dir, TEMP_PREFIX));
+    const temp = mkdtempSync(join(this.dir, TEMP_PREFIX));
     this.busy.add(temp);
     return temp;
   }
@@ -46,12 +53,12 @@ export class SnapshotDirectories {
   async install(temp: string, id: string): Promise<string> {
     const path = this.path(id);
     try {
-      await rename(temp, path);
+      renameSync(temp, path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       await this.removeEntry(id);
-      await rename(temp, path);
+      renameSync(temp, path);
     }
     this.busy.delete(temp);
     return path;
@@ -98,7 +105,7 @@ export class SnapshotDirectories {
   private async renameAside(name: string): Promise<string | undefined> {
     const aside = join(this.dir, `${REMOVAL_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
     try {
-      await rename(this.path(name), aside);
+      renameSync(this.path(name), aside);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -133,7 +140,7 @@ export class SnapshotDirectories {
         continue;
       }
       const aside = join(this.dir, `${REMOVAL_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
-      await rename(path, aside);
+      renameSync(path, aside);
       out.push(aside);
     }
     for (const path of out) this.busy.add(path);

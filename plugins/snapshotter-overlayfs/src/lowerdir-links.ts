@@ -1,6 +1,6 @@
 import { FailedPreconditionError } from '@berth/plugin-api';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { mkdir, readdir, readlink, symlink, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -53,7 +53,9 @@ export class LowerdirLinks {
   async ensure(ids: readonly string[]): Promise<string[]> {
     let dir = await this.claim();
     // One readlink tells whether the directory is still ours (not emptied by a reboot or a cleaner).
-    if ((await readlink(join(dir, OWNER)).catch(() => undefined)) !== this.root) {
+    // Synchronous: it runs on every mount computation, and on a tmpfs the readlink itself costs less
+    // than a thread-pool round trip.
+    if (ownerOf(dir) !== this.root) {
       this.known.clear();
       this.claimed = undefined;
       dir = await this.claim();
@@ -146,6 +148,14 @@ export class LowerdirLinks {
       const hash = createHash('sha256').update(`${this.root}\n${n}`).digest();
       return join(this.base, (hash.readUInt32BE(0) % 36 ** 4).toString(36).padStart(4, '0'));
     });
+  }
+}
+
+function ownerOf(dir: string): string | undefined {
+  try {
+    return readlinkSync(join(dir, OWNER));
+  } catch {
+    return undefined;
   }
 }
 

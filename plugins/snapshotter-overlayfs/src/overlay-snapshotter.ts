@@ -11,8 +11,8 @@ import {
   type SnapshotUsage,
 } from '@berth/plugin-api';
 import { diskUsage, SnapshotDirectories, SnapshotMetaStore, type StoredSnapshot } from '@berth/snapshot-storage';
-import { existsSync } from 'node:fs';
-import { chmod, lchown, mkdir, readFile, stat, statfs } from 'node:fs/promises';
+import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from 'node:fs';
+import { mkdir, readFile, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LowerdirLinks } from './lowerdir-links.js';
 
@@ -156,19 +156,20 @@ export class OverlaySnapshotter implements Snapshotter {
         // Inside the write lock, as containerd: cleanup (also under it) never sees the half-built directory.
         const temp = await this.dirs.createTemp();
         try {
-          await mkdir(join(temp, 'fs'));
-          await chmod(join(temp, 'fs'), 0o755);
+          // Synchronous, as SnapshotDirectories' own entries: a few metadata operations.
+          mkdirSync(join(temp, 'fs'));
+          chmodSync(join(temp, 'fs'), 0o755);
           if (kind === 'active') {
-            await mkdir(join(temp, 'work'));
-            await chmod(join(temp, 'work'), 0o711);
+            mkdirSync(join(temp, 'work'));
+            chmodSync(join(temp, 'work'), 0o711);
           }
           const s = await tx.createSnapshot(kind, key, parent, labels);
           // Before anything is recorded: a chain too long to mount is refused here, not at mount time.
           const mounts = await this.mountsOf(key, s);
           if (s.parentIds.length > 0) {
             // The new layer's root starts as its parent's, which overlay shows as the merged root.
-            const st = await stat(this.upperPath(s.parentIds[0]));
-            await lchown(join(temp, 'fs'), st.uid, st.gid);
+            const st = statSync(this.upperPath(s.parentIds[0]));
+            lchownSync(join(temp, 'fs'), st.uid, st.gid);
           }
           await this.dirs.install(temp, s.id);
           installed = s.id;

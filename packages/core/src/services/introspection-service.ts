@@ -14,6 +14,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Introspection: the registry's view of plugins and a server UUID that survives restarts. */
 export class IntrospectionService implements Introspection {
   private uuid: Promise<string> | undefined;
+  private pidns: Promise<number> | undefined;
 
   constructor(
     private readonly registry: PluginRegistryView,
@@ -30,7 +31,9 @@ export class IntrospectionService implements Introspection {
 
   async server(): Promise<ServerInfo> {
     this.uuid ??= this.loadUuid();
-    return { uuid: await this.uuid, pid: process.pid, pidns: await pidNamespace() };
+    // ctr asks on every command (ctr version, and each client's start): both never change.
+    this.pidns ??= pidNamespace();
+    return { uuid: await this.uuid, pid: process.pid, pidns: await this.pidns };
   }
 
   private async loadUuid(): Promise<string> {
