@@ -325,6 +325,10 @@ describe('GrpcServer', () => {
     assert.equal(gz.headers['grpc-status'], '12');
     const truncated = await rawCall(`/${CONTENT}/Delete`, frameMessage(Buffer.alloc(10)).subarray(0, 8));
     assert.equal(truncated.headers['grpc-status'], '13');
+    // On a connection that goes on: the refused request is drained, and the next call is answered.
+    const content = conn.service(CONTENT);
+    await assert.rejects(content.unary('Delete', { digest: 'x'.repeat(64 * 1024) }, { namespace: 'n' }), /message of \d+ bytes is larger than the limit, 4096/);
+    assert.deepEqual(await content.unary('Delete', { digest: 'x' }, { namespace: 'n' }), {});
   });
 
   test('status messages are percent-encoded', async () => {

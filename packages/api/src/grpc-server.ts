@@ -264,6 +264,9 @@ export class ServerCall {
     this.finished = true;
     clearTimeout(this.deadline);
     if (this.stream.destroyed || this.stream.closed) return;
+    // Whatever the client still sends (a refused or unread request) is read and dropped, so its
+    // flow-control window never fills and the stream closes once both sides are done.
+    if (!this.stream.readableEnded) this.stream.resume();
     const status: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
     if (message) status['grpc-message'] = encodeStatusMessage(message);
     if (!this.headersSent && last === undefined) {
