@@ -22,6 +22,19 @@ import { protoRoot } from './proto-root.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
+/** The server listening on `socket`, and a client connected to it. */
+async function listen(server: GrpcServer, socket: string): Promise<GrpcConnection> {
+  await server.listen(socket);
+  return new GrpcConnection(socket);
+}
+
+/** After a suite: the client, the server and the suite's folder go. */
+async function shut(conn: GrpcConnection, server: GrpcServer, dir: string): Promise<void> {
+  conn.close();
+  await server.close(0);
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /**
  * The binder and the generic client together, over a real unix socket:
  * berth errors become gRPC codes on the way out and berth errors again on
@@ -99,15 +112,10 @@ describe('bindService and GrpcConnection', () => {
       },
       silent,
     );
-    await server.listen(socket);
-    conn = new GrpcConnection(socket);
+    conn = await listen(server, socket);
   });
 
-  after(async () => {
-    conn.close();
-    await server.close(0);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => shut(conn, server, dir));
 
   test('decoded requests, encoded responses and the namespace header', async () => {
     const ns = conn.service('containerd.services.namespaces.v1.Namespaces');
@@ -257,15 +265,10 @@ describe('GrpcServer', () => {
       },
       silent,
     );
-    await server.listen(socket);
-    conn = new GrpcConnection(socket);
+    conn = await listen(server, socket);
   });
 
-  after(async () => {
-    conn.close();
-    await server.close(0);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => shut(conn, server, dir));
 
   /** One call by hand: its response headers, trailers and data. */
   async function rawCall(path: string, body: Buffer, headers: Record<string, string> = {}) {
