@@ -435,6 +435,7 @@ function buildFingerprint(rootPkg) {
     add(path.join(abs, 'package.json'));
     tsconfigs(abs);
     walk(path.join(abs, 'src'));
+    walk(path.join(abs, 'scripts')); // build steps after tsc (the shim's start-up snapshot)
   }
   walk(path.join(ROOT, 'proto'));
   lines.sort();

@@ -1,7 +1,11 @@
-import { performance } from 'node:perf_hooks';
+import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { releaseFreeMemory } from './malloc.js';
+
+// node:vm is loaded when first needed and `performance` is the global one: a process started from
+// a V8 start-up snapshot (berth's shim) loads this module at build time, where node warns that
+// those two built-ins may come back out of step with the running process.
+const require = createRequire(import.meta.url);
 
 export interface IdleTrimOptions {
   /** How often to look, ms. */
@@ -24,6 +28,7 @@ export interface IdleTrim {
 function exposedGc(): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
+    const { runInNewContext } = require('node:vm') as typeof import('node:vm');
     const gc = runInNewContext('gc') as unknown;
     return typeof gc === 'function' ? (gc as () => void) : undefined;
   } catch {

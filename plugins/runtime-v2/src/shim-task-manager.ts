@@ -17,7 +17,7 @@ import {
   type TaskManager,
   validateIdentifier,
 } from '@berth/plugin-api';
-import { groupOfSpec, runcOptionsFromAny, SHIM_MAIN, shimSocketPath, startGroupShim } from '@berth/shim';
+import { groupOfSpec, runcOptionsFromAny, SHIM_MAIN, shimSnapshotStatus, shimSocketPath, startGroupShim } from '@berth/shim';
 import { ttrpcSocketPath } from '@berth/ttrpc';
 import { existsSync, realpathSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
@@ -124,6 +124,13 @@ export class ShimTaskManager implements TaskManager {
 
   constructor(private readonly opts: ShimTaskManagerOptions) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    // Once, off the start-up path: whether berth's shim starts from its V8 snapshot (and the
+    // snapshot's inputs read, so that a group's first container does not wait for that).
+    setTimeout(() => {
+      if (this.closed) return;
+      const snapshot = shimSnapshotStatus();
+      opts.log.info('berth shim start-up snapshot', snapshot.usable ? { inUse: true } : { inUse: false, reason: snapshot.reason });
+    }, 0).unref();
   }
 
   async create(ctx: RequestContext, id: string, opts: CreateTaskOptions): Promise<ShimTask> {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { SHIM_INFO_SERVICE, shimProtoRoot, TASK_SERVICE } from './shim-proto.js';
+import { SNAPSHOT_BLOB } from './snapshot.js';
 import { DEFAULT_RUNC_ROOT, shimLockPath, shimSocketPath } from './socket-address.js';
 
 /**
@@ -46,7 +47,8 @@ function berthShims(address: string, namespace?: string): { pid: number; rssKiB:
     if (!/^\d+$/.test(p)) continue;
     try {
       const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      if (!argv.includes(MAIN) || argv.at(-2) !== 'serve') continue;
+      // serve runs from main.js, or from the start-up snapshot when it is built and current.
+      if (!(argv.includes(MAIN) || argv.includes(SNAPSHOT_BLOB)) || argv.at(-2) !== 'serve') continue;
       if (argv[argv.indexOf('-address') + 1] !== address) continue;
       if (namespace !== undefined && argv[argv.indexOf('-namespace') + 1] !== namespace) continue;
       const status = readFileSync(`/proc/${p}/status`, 'utf8');

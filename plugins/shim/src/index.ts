@@ -11,7 +11,7 @@ export {
   shimLockPath,
   shimSocketPath,
 } from './socket-address.js';
-export { SHIM_MAIN, type StartRequest, startGroupShim } from './start-command.js';
+export { SHIM_MAIN, type StartRequest, shimSnapshotStatus, startGroupShim } from './start-command.js';
 export { reserveShim, shimContainers } from './ttrpc-probe.js';
 
 /** The shim binary berthd and containerd run (`io.containerd.berth.v1` resolves to it). */

@@ -19,7 +19,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (flags.version) {
-    process.stdout.write(`containerd-shim-berth-v1:\n  Version:  ${VERSION}\n  Revision: berth\n  Node version: ${process.version}\n\n`);
+    const { shimSnapshotStatus } = await import('./start-command.js');
+    const snapshot = shimSnapshotStatus();
+    process.stdout.write(
+      `containerd-shim-berth-v1:\n  Version:  ${VERSION}\n  Revision: berth\n  Node version: ${process.version}\n` +
+        `  Start-up snapshot: ${snapshot.usable ? 'in use' : snapshot.reason}\n\n`,
+    );
     return;
   }
   switch (flags.command) {

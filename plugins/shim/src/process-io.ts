@@ -21,10 +21,13 @@ import {
   rmSync,
   write as fsWrite,
 } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { ReadStream } from 'node:tty';
+import type { ReadStream } from 'node:tty';
+
+const require = createRequire(import.meta.url);
 
 /** The client's stdio for a process: FIFO paths (or `file://` URIs) as CreateTaskRequest / ExecProcessRequest carry them. */
 export interface StdioPaths {
@@ -248,6 +251,8 @@ export class ConsoleIO implements ProcessIO {
   ) {
     // libuv leaves a pty master blocking; reads must not block the loop.
     setNonBlocking(master);
+    // node:tty when a terminal is first used: not at build time of the shim's start-up snapshot.
+    const { ReadStream } = require('node:tty') as typeof import('node:tty');
     this.reader = new ReadStream(master);
     this.reader.on('error', noop); // EIO once the last slave descriptor closes: the end
     this.reader.once('close', () => {

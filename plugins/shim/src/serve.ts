@@ -18,30 +18,26 @@ const CONSOLE_DIR = '/run/berth/pty';
 const IDLE_GRACE_MS = 1000;
 
 /**
- * Set by berthd (BERTH_SHIM_IDLE_MS): an empty shim stays this long, Shutdown
- * or not, so the next container of its group starts without a new Node
- * process. Unset (containerd), the shim leaves as the stock one does.
- */
-const IDLE_LINGER_MS = Number(process.env.BERTH_SHIM_IDLE_MS ?? 0) || 0;
-/**
  * The descriptor `start` reads the shim's one-line report from, named by
  * `start` in the environment (and taken out of it, so runc does not inherit
  * it). Started by hand, descriptor 3 is one of libuv's own (epoll, signals).
+ * Read when serve starts, never when the module loads: the start-up snapshot
+ * (snapshot-entry.ts) loads every module at build time, in another environment.
  */
-const REPORT_FD = ((): number | undefined => {
+function takeReportFd(): number | undefined {
   const fd = Number(process.env[REPORT_FD_ENV]);
   delete process.env[REPORT_FD_ENV];
   return Number.isInteger(fd) && fd > 2 ? fd : undefined;
-})();
+}
 
-/** The one-line report to `start` (`ok` or `error: …`); false when no `start` listens. */
-function report(line: string): boolean {
-  if (REPORT_FD === undefined) return false;
+/** The one-line report to `start` (`ok` or `error: …`) on `fd`; false when no `start` listens. */
+function report(fd: number | undefined, line: string): boolean {
+  if (fd === undefined) return false;
   try {
-    writeSync(REPORT_FD, `${line}\n`);
+    writeSync(fd, `${line}\n`);
   } catch {}
   try {
-    closeSync(REPORT_FD);
+    closeSync(fd);
   } catch {}
   return true;
 }
@@ -79,6 +75,11 @@ function lockAndUnlink(path: string): boolean {
  * is deleted.
  */
 export async function serve(flags: ShimFlags): Promise<void> {
+  const reportFd = takeReportFd();
+  // Set by berthd (BERTH_SHIM_IDLE_MS): an empty shim stays this long, Shutdown or not, so the next
+  // container of its group starts without a new Node process. Unset (containerd), the shim leaves as
+  // the stock one does.
+  const idleLingerMs = Number(process.env.BERTH_SHIM_IDLE_MS ?? 0) || 0;
   const sink = new ShimLogSink();
   const log = new ShimLogger(sink, flags.debug ? 'debug' : 'info', { namespace: flags.namespace });
   process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack ?? errorMessage(err) }));
@@ -148,11 +149,11 @@ export async function serve(flags: ShimFlags): Promise<void> {
 
     const service: TaskService = new TaskService(ctx, {
       idle(reason) {
-        if (reason === 'shutdown' && IDLE_LINGER_MS === 0) setImmediate(exitIfIdle);
+        if (reason === 'shutdown' && idleLingerMs === 0) setImmediate(exitIfIdle);
         else {
           clearTimeout(graceTimer);
-          graceTimer = setTimeout(exitIfIdle, Math.max(IDLE_GRACE_MS, IDLE_LINGER_MS));
-          if (IDLE_LINGER_MS > 0) watchDaemon();
+          graceTimer = setTimeout(exitIfIdle, Math.max(IDLE_GRACE_MS, idleLingerMs));
+          if (idleLingerMs > 0) watchDaemon();
         }
       },
       containerAdded: (id, bundle) => sink.addContainer(id, bundle),
@@ -187,9 +188,9 @@ export async function serve(flags: ShimFlags): Promise<void> {
     // One shim serves a whole group for a long time: give back what bursts of work leave.
     returnFreedMemoryPromptly();
     trimMemoryWhenIdle();
-    report('ok');
+    report(reportFd, 'ok');
   } catch (err) {
-    if (!report(`error: ${errorMessage(err)}`)) process.stderr.write(`containerd-shim-berth-v1 serve: ${errorMessage(err)}\n`);
+    if (!report(reportFd, `error: ${errorMessage(err)}`)) process.stderr.write(`containerd-shim-berth-v1 serve: ${errorMessage(err)}\n`);
     await ttrpc?.close();
     process.exit(1);
   }

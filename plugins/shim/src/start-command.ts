@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { REPORT_FD_ENV, type ShimFlags } from './flags.js';
 import { type RuncOptions, runcOptionsFromAnyBytes } from './runc-options.js';
+import { SNAPSHOT_BLOB, snapshotStatus } from './snapshot.js';
 import { groupOfSpec, SHIM_SOCKET_DIR, shimLockPath, shimSocketPath } from './socket-address.js';
 import { reserveShim } from './ttrpc-probe.js';
 
@@ -143,14 +144,26 @@ function sameFile(fd: number, path: string): boolean {
 }
 
 /**
+ * Whether `serve` starts from the V8 start-up snapshot here, or why not. The
+ * first call reads the snapshot's inputs to compare them with the build (some
+ * 8 ms); later ones only stat them. berthd calls it at start-up, so a group's
+ * first container does not pay that.
+ */
+export function shimSnapshotStatus(): { readonly usable: boolean; readonly reason: string } {
+  return snapshotStatus(SHIM_NODE_FLAGS);
+}
+
+/**
  * Starts `serve` detached (own session, stdio on /dev/null: containerd reads
  * start's output until EOF, so nothing of it may stay open in the shim) and
  * waits for its one-line report on descriptor 3.
  */
 async function spawnShim(req: StartRequest, socket: string, group: string): Promise<number> {
+  // From the start-up snapshot when it was built for this node and this code; from main.js otherwise.
+  const entry = shimSnapshotStatus().usable ? ['--snapshot-blob', SNAPSHOT_BLOB, '--'] : [SHIM_MAIN];
   const args = [
     ...SHIM_NODE_FLAGS,
-    SHIM_MAIN,
+    ...entry,
     '-namespace',
     req.namespace,
     '-address',

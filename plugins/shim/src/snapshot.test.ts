@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { type SnapshotInfo, snapshotProblem } from './snapshot.js';
+import { shimSnapshotStatus } from './start-command.js';
+
+const FLAGS = ['--lite-mode'];
+
+test('a snapshot is used only by the node that built it, with its flags, while its inputs are unchanged', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-snapshot-'));
+  try {
+    const input = join(dir, 'serve.js');
+    writeFileSync(input, 'export const x = 1;\n');
+    const digest = createHash('sha256').update('export const x = 1;\n').digest('hex');
+    const info: SnapshotInfo = {
+      node: process.version,
+      execPath: realpathSync(process.execPath),
+      flags: FLAGS,
+      inputs: [{ path: input, size: 20, sha256: digest }],
+    };
+    assert.equal(snapshotProblem(info, FLAGS), undefined);
+    assert.match(snapshotProblem({ ...info, node: 'v18.0.0' }, FLAGS) ?? '', /built by node v18\.0\.0/);
+    assert.match(snapshotProblem({ ...info, execPath: '/opt/other/node' }, FLAGS) ?? '', /built by \/opt\/other\/node/);
+    assert.match(snapshotProblem(info, ['--max-old-space-size=64']) ?? '', /built with flags --lite-mode/);
+    // The same size, other content: what an edit of one character looks like.
+    writeFileSync(input, 'export const x = 2;\n');
+    assert.match(snapshotProblem(info, FLAGS) ?? '', /serve\.js changed since the build/);
+    rmSync(input);
+    assert.match(snapshotProblem(info, FLAGS) ?? '', /serve\.js is gone/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the build of this checkout made a snapshot that is current', () => {
+  // `npm run build` (scripts/build-snapshot.mjs after tsc) makes it; a shim starts from main.js without one.
+  assert.deepEqual(shimSnapshotStatus().usable, true, shimSnapshotStatus().reason);
+});
