@@ -7,11 +7,21 @@
  * Nothing here runs in a shim started from main.js.
  */
 import { startupSnapshot } from 'node:v8';
+import protobuf from 'protobufjs';
 import { parseFlags } from './flags.js';
 import { serve } from './serve.js';
 import { shimProtoRoot } from './shim-proto.js';
 
-shimProtoRoot();
+// protobufjs generates each message type's encoder, decoder and converters on first use; generated
+// here, they are part of the snapshot and a shim's first Create, Start, Wait and Delete skip it.
+warmTypes(shimProtoRoot());
+
+function warmTypes(ns: protobuf.NamespaceBase): void {
+  for (const nested of ns.nestedArray) {
+    if (nested instanceof protobuf.Type) nested.setup();
+    if (nested instanceof protobuf.Namespace) warmTypes(nested);
+  }
+}
 
 startupSnapshot.setDeserializeMainFunction(() => {
   // A process started from a snapshot has no script: argv is [node, ...the shim's flags].
