@@ -1,5 +1,5 @@
 import { encodeMessage, protoRoot } from '@berth/api';
-import { InvalidArgumentError, NotFoundError, NotImplementedError, UnknownError } from '@berth/plugin-api';
+import { InvalidArgumentError, NotFoundError, NotImplementedError, UnavailableError, UnknownError } from '@berth/plugin-api';
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -334,7 +334,14 @@ describe('the stock containerd-shim-runc-v2 as a ttrpc server', { skip: skipReas
 
   test('Shutdown answers, then the shim exits and removes its socket', async () => {
     const task = ttrpcService(client as TtrpcClient, protoRoot(), TASK);
-    assert.deepEqual(await task.unary('Shutdown', { id }, { namespace, timeoutMs: 5000 }), {});
+    // The stock shim may exit before its answer leaves: containerd takes ttrpc's ErrClosed from
+    // Shutdown as success, and so does this test (berth's runtime-v2 does the same).
+    await task.unary('Shutdown', { id }, { namespace, timeoutMs: 5000 }).then(
+      (res) => assert.deepEqual(res, {}),
+      (err: Error) => {
+        if (!(err instanceof UnavailableError && / closed$/.test(err.message))) throw err;
+      },
+    );
     const pid = shimPid as number;
     for (const deadline = Date.now() + 15_000; alive(pid) && Date.now() < deadline; ) await sleep(50);
     assert.equal(alive(pid), false, `shim ${pid} still running after Shutdown\n${shimLog}`);

@@ -4,9 +4,13 @@
 //      `node --build-snapshot` takes a single script; koffi (a native addon, which a snapshot
 //      cannot hold) is replaced by a stand-in that loads it on first use;
 //   2. node, with the shim's own flags, runs that file and writes dist/snapshot/serve.blob;
-//   3. dist/snapshot/serve.json records what the blob holds: node's version and path, the flags,
+//   3. dist/snapshot/serve.json records what the blob holds: where it was built (it holds that
+//      checkout's absolute paths), node's version and path, the flags,
 //      and every input file's size and SHA-256, so that start-command.ts uses the blob only while
 //      all of those still hold (see snapshot.ts), and main.js otherwise.
+// The blob holds this checkout's absolute paths, so nx must not restore this package's build from
+// its cache into another checkout: package.json turns the cache off for it (tsc -b stays incremental).
+//
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -65,7 +69,7 @@ const inputs = [...Object.keys(result.metafile.inputs).map((p) => resolve(proces
   const bytes = readFileSync(path);
   return { path, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
 });
-const info = { node: process.version, execPath: realpathSync(process.execPath), flags: SHIM_NODE_FLAGS, inputs };
+const info = { blob: SNAPSHOT_BLOB, node: process.version, execPath: realpathSync(process.execPath), flags: SHIM_NODE_FLAGS, inputs };
 writeFileSync(SNAPSHOT_INFO, `${JSON.stringify(info, null, 1)}\n`);
 process.stdout.write(
   `build-snapshot: ${SNAPSHOT_BLOB} (${(statSync(SNAPSHOT_BLOB).size / 1048576).toFixed(1)} MiB, ${inputs.length} input files)\n`,

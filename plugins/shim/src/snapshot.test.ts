@@ -15,21 +15,24 @@ test('a snapshot is used only by the node that built it, with its flags, while i
     const input = join(dir, 'serve.js');
     writeFileSync(input, 'export const x = 1;\n');
     const digest = createHash('sha256').update('export const x = 1;\n').digest('hex');
+    const blob = join(dir, 'serve.blob');
     const info: SnapshotInfo = {
+      blob,
       node: process.version,
       execPath: realpathSync(process.execPath),
       flags: FLAGS,
       inputs: [{ path: input, size: 20, sha256: digest }],
     };
-    assert.equal(snapshotProblem(info, FLAGS), undefined);
-    assert.match(snapshotProblem({ ...info, node: 'v18.0.0' }, FLAGS) ?? '', /built by node v18\.0\.0/);
-    assert.match(snapshotProblem({ ...info, execPath: '/opt/other/node' }, FLAGS) ?? '', /built by \/opt\/other\/node/);
-    assert.match(snapshotProblem(info, ['--max-old-space-size=64']) ?? '', /built with flags --lite-mode/);
+    assert.equal(snapshotProblem(info, FLAGS, process.execPath, blob), undefined);
+    assert.match(snapshotProblem(info, FLAGS, process.execPath, '/elsewhere/serve.blob') ?? '', /built as .*serve\.blob/);
+    assert.match(snapshotProblem({ ...info, node: 'v18.0.0' }, FLAGS, process.execPath, blob) ?? '', /built by node v18\.0\.0/);
+    assert.match(snapshotProblem({ ...info, execPath: '/opt/other/node' }, FLAGS, process.execPath, blob) ?? '', /built by \/opt\/other\/node/);
+    assert.match(snapshotProblem(info, ['--max-old-space-size=64'], process.execPath, blob) ?? '', /built with flags --lite-mode/);
     // The same size, other content: what an edit of one character looks like.
     writeFileSync(input, 'export const x = 2;\n');
-    assert.match(snapshotProblem(info, FLAGS) ?? '', /serve\.js changed since the build/);
+    assert.match(snapshotProblem(info, FLAGS, process.execPath, blob) ?? '', /serve\.js changed since the build/);
     rmSync(input);
-    assert.match(snapshotProblem(info, FLAGS) ?? '', /serve\.js is gone/);
+    assert.match(snapshotProblem(info, FLAGS, process.execPath, blob) ?? '', /serve\.js is gone/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -15,6 +15,8 @@ export const SNAPSHOT_BUNDLE = fileURLToPath(new URL('./snapshot/serve.cjs', imp
 
 /** What serve.json records of a build. */
 export interface SnapshotInfo {
+  /** Where the blob was built: it holds that checkout's absolute paths (protos, koffi). */
+  readonly blob: string;
   readonly node: string;
   readonly execPath: string;
   readonly flags: readonly string[];
@@ -33,12 +35,20 @@ function sha256Of(path: string, st: { size: number; mtimeMs: number }): string {
 }
 
 /**
- * Why the snapshot cannot start a shim here, or undefined when it can. node
- * refuses a blob built by another node or with other V8 flags (and exits), and
+ * Why the snapshot cannot start a shim here, or undefined when it can. A blob
+ * built in another checkout points at that checkout's files; node refuses a
+ * blob built by another node or with other V8 flags (and exits); and
  * a blob built before the code changed would run the old code: each input file
  * must still have the content it had at build time.
  */
-export function snapshotProblem(info: SnapshotInfo, flags: readonly string[], execPath = process.execPath): string | undefined {
+export function snapshotProblem(
+  info: SnapshotInfo,
+  flags: readonly string[],
+  execPath = process.execPath,
+  blob = SNAPSHOT_BLOB,
+): string | undefined {
+  // A dist/ copied from elsewhere (nx restores build outputs from its cache across checkouts).
+  if (info.blob !== blob) return `built as ${info.blob}`;
   if (info.node !== process.version) return `built by node ${info.node}, this is ${process.version}`;
   if (info.execPath !== realpathSync(execPath)) return `built by ${info.execPath}, not ${execPath}`;
   if (info.flags.join(' ') !== flags.join(' ')) return `built with flags ${info.flags.join(' ')}`;
