@@ -1,4 +1,5 @@
-import { bindService, GrpcServer, loadProtoRoot, protoRoot } from '@berth/api';
+import { loadProtoRoot, protoRoot } from '@berth/api/protocol';
+import { bindService, GrpcServer } from '@berth/api/server';
 import { createLogger, PluginRegistry, registerPackages } from '@berth/core';
 import {
   DaemonInfo,

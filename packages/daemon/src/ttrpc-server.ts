@@ -1,4 +1,5 @@
-import { EventCodec, eventsHandlers, protoRoot } from '@berth/api';
+import { protoRoot } from '@berth/api/protocol';
+import { EventCodec, eventsHandlers } from '@berth/api/server';
 import type { EventExchange, Logger } from '@berth/plugin-api';
 import { TtrpcServer } from '@berth/ttrpc';
 

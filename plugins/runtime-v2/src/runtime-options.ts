@@ -1,4 +1,4 @@
-import { encodeMessage, protoRoot } from '@berth/api';
+import { encodeMessage, protoRoot } from '@berth/api/protocol';
 import type { AnyValue } from '@berth/plugin-api';
 
 export const RUNC_OPTIONS_TYPE = 'containerd.runc.v1.Options';

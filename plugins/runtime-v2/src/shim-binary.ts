@@ -1,4 +1,4 @@
-import { decodeMessage, protoRoot } from '@berth/api';
+import { decodeMessage, protoRoot } from '@berth/api/protocol';
 import { type AnyValue, DeadlineExceededError, type TaskExit, UnknownError } from '@berth/plugin-api';
 import { spawn } from 'node:child_process';
 import { encodeAny } from './runtime-options.js';

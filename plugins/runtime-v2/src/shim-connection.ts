@@ -1,4 +1,4 @@
-import { protoRoot } from '@berth/api';
+import { protoRoot } from '@berth/api/protocol';
 import { DeadlineExceededError, UnavailableError } from '@berth/plugin-api';
 import { TtrpcClient, type TtrpcServiceClient, ttrpcService, ttrpcSocketPath } from '@berth/ttrpc';
 import { createConnection, type Socket } from 'node:net';
