@@ -1,18 +1,7 @@
-export { LEASE_HEADER, NAMESPACE_HEADER, requestContext } from './call-context.js';
-export { decodeMessage, encodeMessage, fromTimestamp, type Timestamp, toTimestamp } from './codec.js';
+// Everything: the protocol (protos, codecs, request context), the server half and the gRPC
+// clients. Processes that serve and never call over gRPC (berthd, shims) import /protocol and
+// /server instead, which do not load @grpc/grpc-js.
+export * from './protocol.js';
+export * from './server.js';
 export { type CallOptions, GrpcConnection, grpcTarget, ServiceClient } from './grpc-client.js';
 export { type BidiStream, bidiStream } from './grpc-bidi.js';
-export {
-  type BidiStreamHandler,
-  bindService,
-  type ClientStreamHandler,
-  CONNECTION_WINDOW_BYTES,
-  GrpcServer,
-  type GrpcServerOptions,
-  MAX_MESSAGE_BYTES,
-  type ServerStreamHandler,
-  STREAM_WINDOW_BYTES,
-  type UnaryHandler,
-} from './grpc-server.js';
-export { loadProtoRoot, lookupService, PROTO_DIR, protoRoot } from './proto-root.js';
-export { EventCodec, eventsHandlers } from './services/events.js';
