@@ -4,6 +4,7 @@
  * PID afterwards.
  */
 import { cachedPreset } from '@berth/image-builder';
+import { shimLockPath, shimSocketPath } from '@berth/shim';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -225,7 +226,13 @@ export async function cleanupNamespace(namespace: string, daemon: Berthd | undef
     for (const id of readdirSync(runcRoot)) await run('runc', ['--root', runcRoot, 'delete', '-f', id], 10_000);
   }
   for (const pid of shimPids(namespace)) kill(pid);
-  if (daemon) for (const id of ids) rmSync(stockShimSocket(daemon.address, namespace, id), { force: true });
+  if (daemon) {
+    for (const id of ids) rmSync(stockShimSocket(daemon.address, namespace, id), { force: true });
+    // berth's group shim, killed above, leaves its socket and lock file: they go too.
+    const groupSocket = shimSocketPath({ address: daemon.address, namespace, group: '' });
+    rmSync(groupSocket, { force: true });
+    rmSync(shimLockPath(groupSocket), { force: true });
+  }
   for (const runcRoot of runcRoots) {
     try {
       rmdirSync(runcRoot);

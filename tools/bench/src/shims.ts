@@ -56,23 +56,34 @@ export function engineAndShimsRssKiB(enginePid: number, address: string): { rssK
 
 /**
  * Ends the engine's shims (of one namespace, or all): waits `graceMs` for them to exit on their
- * own, then SIGKILLs each by PID. Answers the PIDs it had to kill.
+ * own, then sends SIGTERM to each by PID and waits up to `termGraceMs` (a berth group shim lingers for
+ * its next container; on SIGTERM it leaves and removes its socket and lock file, where SIGKILL
+ * would leave both in /run/berth/s), then SIGKILLs what is left. Answers the PIDs it had to end.
  */
-export async function endShims(address: string, namespace?: string, graceMs = 3_000): Promise<number[]> {
-  const deadline = Date.now() + graceMs;
-  let left = shimsOf(address, namespace);
-  while (left.length && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    left = left.filter((s) => isAlive(s.pid));
-  }
-  const killed: number[] = [];
-  for (const s of left) {
+export async function endShims(address: string, namespace?: string, graceMs = 3_000, termGraceMs = 2_000): Promise<number[]> {
+  const waitGone = async (shims: ShimProcess[], ms: number): Promise<ShimProcess[]> => {
+    const deadline = Date.now() + ms;
+    let left = shims;
+    while (left.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      left = left.filter((s) => isAlive(s.pid));
+    }
+    return left;
+  };
+  const stayed = await waitGone(shimsOf(address, namespace), graceMs);
+  for (const s of stayed) {
     try {
-      process.kill(s.pid, 'SIGKILL');
-      killed.push(s.pid);
+      process.kill(s.pid, 'SIGTERM');
     } catch {
       // Exited meanwhile.
     }
   }
-  return killed;
+  for (const s of await waitGone(stayed, termGraceMs)) {
+    try {
+      process.kill(s.pid, 'SIGKILL');
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return stayed.map((s) => s.pid);
 }
