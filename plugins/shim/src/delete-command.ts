@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { ShimFlags } from './flags.js';
-import { DEFAULT_RUNC_ROOT } from './socket-address.js';
+import { DEFAULT_RUNC_ROOT, shimLockPath } from './socket-address.js';
 import { shimContainers } from './ttrpc-probe.js';
 import { encodeDeleteResponse } from './wire.js';
 
@@ -11,6 +12,49 @@ interface BundleRuntime {
   readonly binary: string;
   readonly root: string;
   readonly systemdCgroup: boolean;
+}
+
+/** Whether connecting to the unix socket is refused: no process listens on it any more. */
+function refused(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(socket);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * The socket of a group shim that is gone (connecting is refused, not merely
+ * slow), and its lock file, are removed under the group's lock; a `start`
+ * holding that lock is bringing up a new shim there, and both are left to it.
+ * A shim that exits removes them itself; one that was killed cannot, and
+ * without this they stayed in /run/berth/s until its group started again.
+ */
+async function removeDeadShimSocket(socket: string): Promise<void> {
+  if (!(await refused(socket))) return;
+  const { flock, LOCK_EX, LOCK_NB } = await import('@berth/sys');
+  const lock = shimLockPath(socket);
+  let fd: number;
+  try {
+    fd = openSync(lock, constants.O_RDWR | constants.O_CREAT, 0o600);
+  } catch {
+    return;
+  }
+  try {
+    flock(fd, LOCK_EX | LOCK_NB);
+    // Asked again under the lock: a `start` that just finished may have a new shim listening there.
+    if (await refused(socket)) {
+      rmSync(socket, { force: true });
+      rmSync(lock, { force: true });
+    }
+  } catch {
+    // Held by a `start`: its socket now.
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Whether something is mounted on `path` (mountinfo escapes spaces and the like as octal). */
@@ -44,7 +88,11 @@ export async function deleteCommand(flags: ShimFlags): Promise<{ response: Buffe
   let served = false;
   try {
     const socket = readFileSync(join(bundle, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
-    if (existsSync(socket)) served = (await shimContainers(socket))?.includes(id) ?? false;
+    if (existsSync(socket)) {
+      const containers = await shimContainers(socket);
+      served = containers?.includes(id) ?? false;
+      if (containers === undefined) await removeDeadShimSocket(socket);
+    }
   } catch {}
 
   if (served) {

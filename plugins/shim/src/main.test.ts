@@ -1,7 +1,9 @@
 import { TtrpcClient, ttrpcService } from '@berth/ttrpc';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -53,6 +55,37 @@ test('delete answers a DeleteResponse with status 137 and the init pid, as the s
   assert.equal(res.pid, 4321);
   assert.equal(res.exitStatus, 137);
   assert.ok(Math.abs(res.exitedAt.seconds * 1000 - before) < 10_000);
+});
+
+test('delete removes the socket and lock file of a group shim that is gone, and leaves those of one that listens', async () => {
+  // A socket nobody listens on any more: its process was killed before it could remove it.
+  const dead = join(dir, 'dead-shim.sock');
+  const listener = execFile(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(dead)}, () => console.log('up'))`]);
+  await new Promise((resolve) => listener.stdout?.once('data', resolve));
+  listener.kill('SIGKILL');
+  await new Promise((resolve) => listener.once('exit', resolve));
+  assert.ok(existsSync(dead));
+  writeFileSync(shimLockPath(dead), '');
+  // One that a process still listens on (it never answers: a busy shim is not taken for a dead one).
+  const live = join(dir, 'live-shim.sock');
+  const server = createServer(() => {}).listen(live);
+  await once(server, 'listening');
+  writeFileSync(shimLockPath(live), '');
+  try {
+    for (const [name, socket] of [['of-dead', dead], ['of-live', live]] as const) {
+      const bundle = join(dir, name);
+      mkdirSync(bundle, { recursive: true });
+      writeFileSync(join(bundle, 'address'), `unix://${socket}`);
+      const r = await run(['-namespace', 'berth-main-test', '-address', join(dir, 'none.sock'), '-id', name, '-bundle', bundle, 'delete']);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.equal(existsSync(dead), false);
+    assert.equal(existsSync(shimLockPath(dead)), false);
+    assert.ok(existsSync(live));
+    assert.ok(existsSync(shimLockPath(live)));
+  } finally {
+    server.close();
+  }
 });
 
 test('start without a bundle config fails with a message and a non-zero status', async () => {
