@@ -17,11 +17,18 @@ import {
   type TaskManager,
   validateIdentifier,
 } from '@berth/plugin-api';
-import { groupOfSpec, runcOptionsFromAny, SHIM_MAIN, shimSnapshotStatus, shimSocketPath, startGroupShim } from '@berth/shim';
+import {
+  groupOfSpec,
+  runcOptionsFromAny,
+  SHIM_MAIN,
+  shimSnapshotStatus,
+  shimSocketPath,
+  socketRefuses,
+  startGroupShim,
+} from '@berth/shim';
 import { ttrpcSocketPath } from '@berth/ttrpc';
 import { existsSync, realpathSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { basename, isAbsolute, join } from 'node:path';
 import { Bundle, BundleFile } from './bundle.js';
 import { mergeRuntimeOptions } from './runtime-options.js';
@@ -76,15 +83,7 @@ const timestamp = (d: Date) => {
 async function removeStaleSocket(address: string): Promise<void> {
   const path = ttrpcSocketPath(address);
   if (!isAbsolute(path)) return;
-  const refused = await new Promise<boolean>((resolve) => {
-    const probe = createConnection(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
-  if (refused) await rm(path, { force: true }).catch(() => {});
+  if (await socketRefuses(path)) await rm(path, { force: true }).catch(() => {});
 }
 
 /** Whether `binary` is the bin of the @berth/shim package this berthd imports (not only a file of that name). */

@@ -1,10 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, constants, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type { ShimFlags } from './flags.js';
 import { DEFAULT_RUNC_ROOT, shimLockPath } from './socket-address.js';
-import { shimContainers } from './ttrpc-probe.js';
+import { shimContainers, socketRefuses } from './ttrpc-probe.js';
 import { encodeDeleteResponse } from './wire.js';
 
 /** What Container.create records in the bundle (mirrors BundleRuntime; kept here so `delete` loads little). */
@@ -12,18 +11,6 @@ interface BundleRuntime {
   readonly binary: string;
   readonly root: string;
   readonly systemdCgroup: boolean;
-}
-
-/** Whether connecting to the unix socket is refused: no process listens on it any more. */
-function refused(socket: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createConnection(socket);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
 }
 
 /**
@@ -34,7 +21,7 @@ function refused(socket: string): Promise<boolean> {
  * without this they stayed in /run/berth/s until its group started again.
  */
 async function removeDeadShimSocket(socket: string): Promise<void> {
-  if (!(await refused(socket))) return;
+  if (!(await socketRefuses(socket))) return;
   const { flock, LOCK_EX, LOCK_NB } = await import('@berth/sys');
   const lock = shimLockPath(socket);
   let fd: number;
@@ -46,7 +33,7 @@ async function removeDeadShimSocket(socket: string): Promise<void> {
   try {
     flock(fd, LOCK_EX | LOCK_NB);
     // Asked again under the lock: a `start` that just finished may have a new shim listening there.
-    if (await refused(socket)) {
+    if (await socketRefuses(socket)) {
       rmSync(socket, { force: true });
       rmSync(lock, { force: true });
     }

@@ -12,7 +12,7 @@ export {
   shimSocketPath,
 } from './socket-address.js';
 export { SHIM_MAIN, type StartRequest, shimSnapshotStatus, startGroupShim } from './start-command.js';
-export { reserveShim, shimContainers } from './ttrpc-probe.js';
+export { reserveShim, shimContainers, socketRefuses } from './ttrpc-probe.js';
 
 /** The shim binary berthd and containerd run (`io.containerd.berth.v1` resolves to it). */
 export const SHIM_BINARY = 'containerd-shim-berth-v1';

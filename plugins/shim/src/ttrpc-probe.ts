@@ -50,6 +50,22 @@ export function rawTtrpcCall(
   });
 }
 
+/**
+ * Whether connecting to the unix socket at `socketPath` is refused: no process
+ * listens on it any more, so the file is stale. Not merely slow: a busy shim
+ * that does not answer in time is not taken for a dead one.
+ */
+export function socketRefuses(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
 /** Asks the shim at `socketPath` to hold itself for container `id` (Task.Connect); false when none answers. */
 export async function reserveShim(socketPath: string, id: string, timeoutMs = 3000): Promise<boolean> {
   try {
