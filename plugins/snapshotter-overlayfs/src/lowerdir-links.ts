@@ -135,10 +135,7 @@ export class LowerdirLinks {
   /** The directory this root already owns, without creating one. */
   private async existing(): Promise<string | undefined> {
     if (this.resolved) return this.resolved;
-    for (const dir of this.candidates()) {
-      if ((await readlink(join(dir, OWNER)).catch(() => undefined)) === this.root) return dir;
-    }
-    return undefined;
+    return this.candidates().find((dir) => ownerOf(dir) === this.root);
   }
 
   /** Directories this root may use, in order of preference. */
