@@ -38,7 +38,7 @@ export class GrpcConnection {
       // As berthd's server: no channelz bookkeeping per call (nothing reads it).
       'grpc.enable_channelz': 0,
       // And wide HTTP/2 flow-control windows (the stream's and the connection's), so that 1 MiB
-      // Read messages are not paced by 64 KiB window updates (see @berth/daemon's flow-control.ts).
+      // Read messages are not paced by 64 KiB window updates (see the windows of grpc-server.ts).
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
     });
   }

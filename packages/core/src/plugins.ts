@@ -26,6 +26,7 @@ import type { Container } from 'inversify';
 import { join } from 'node:path';
 import { EventExchangeImpl } from './event-exchange.js';
 import { MetadataGarbageCollector } from './gc/garbage-collector.js';
+import { CONTAINERD_PACING } from './gc/pacer.js';
 import { LevelMetadataStore } from './metadata/level-metadata-store.js';
 import { ContainersServiceImpl } from './services/containers-service.js';
 import { ContentServiceImpl } from './services/content-service.js';
@@ -85,7 +86,14 @@ export const gcPlugin = definePlugin({
   provides: GarbageCollector,
   // containerd's keys and defaults, but for schedule_delay_ms (containerd: 0), which lets the
   // deletions of one client command (a container's, then its lease's) share a collection.
-  config: { defaults: { pause_threshold: 0.02, deletion_threshold: 0, schedule_delay_ms: 100, startup_delay_ms: 100 } },
+  config: {
+    defaults: {
+      pause_threshold: CONTAINERD_PACING.pauseThreshold,
+      deletion_threshold: CONTAINERD_PACING.deletionThreshold,
+      schedule_delay_ms: 100,
+      startup_delay_ms: 100,
+    },
+  },
   init(ctx) {
     const gc = new MetadataGarbageCollector(
       ctx.get(MetadataStore),

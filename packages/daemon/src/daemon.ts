@@ -92,7 +92,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
     try {
       ttrpc = exchange ? await startTtrpcServer(ttrpcAddressOf(config.grpc.address), exchange, log) : undefined;
     } catch (err) {
-      await server.close(1000); // event streams never end on their own: cut after a second
+      await server.close();
       throw err;
     }
     const plugins = registry.list();
@@ -114,8 +114,7 @@ export async function startDaemon(config: DaemonConfig, log: Logger = createLogg
       log,
       close: () => {
         closing ??= (async () => {
-          // Event streams never end on their own: cut after a second.
-          await server.close(1000);
+          await server.close();
           await ttrpc?.close();
           await descriptors.close();
           await reg.close();

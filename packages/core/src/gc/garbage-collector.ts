@@ -31,7 +31,7 @@ import {
   type SnapshotRecord,
   snapshotKey,
 } from '../metadata/keys.js';
-import { GcPacer, type PacerOptions } from './pacer.js';
+import { CONTAINERD_PACING, GcPacer, type PacerOptions } from './pacer.js';
 
 /** How scheduled collections are paced (see GcPacer); unset, containerd's defaults. */
 export type GcOptions = Pick<PacerOptions, 'scheduleDelayMs'> & Partial<PacerOptions>;
@@ -70,7 +70,7 @@ export class MetadataGarbageCollector implements GarbageCollector {
     opts: GcOptions,
     private readonly snapshotters: ReadonlyMap<string, Snapshotter> = new Map(),
   ) {
-    this.pacer = new GcPacer({ pauseThreshold: 0.02, deletionThreshold: 0, ...opts });
+    this.pacer = new GcPacer({ ...CONTAINERD_PACING, ...opts });
     this.dirtySnapshotters = new Set(snapshotters.keys());
   }
 

@@ -11,6 +11,9 @@ export interface PacerOptions {
   readonly deletionThreshold: number;
 }
 
+/** containerd's gc scheduler defaults for the two thresholds. */
+export const CONTAINERD_PACING: Pick<PacerOptions, 'pauseThreshold' | 'deletionThreshold'> = { pauseThreshold: 0.02, deletionThreshold: 0 };
+
 /** containerd's interval before the first collection, and the one a 0 pause threshold keeps. */
 const DEFAULT_INTERVAL_MS = 1000;
 
