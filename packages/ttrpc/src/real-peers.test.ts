@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { encodeFrame, FrameDecoder, MESSAGE_LENGTH_MAX, MessageType } from './frame-decoder.js';
 import { decodeResponse, encodeRequest } from './messages.js';
 import { TtrpcClient, ttrpcService, ttrpcSocketPath } from './ttrpc-client.js';
-import { type TtrpcRequestContext, TtrpcServer } from './ttrpc-server.js';
+import { socketAnswers, type TtrpcRequestContext, TtrpcServer } from './ttrpc-server.js';
 
 /**
  * The real peers: containerd 1.6's ttrpc server (the shim-facing Events
@@ -41,17 +41,6 @@ function tail(child: ChildProcess): () => string {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   return () => text;
-}
-
-function connectable(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** Running, not a zombie: a daemonised shim is reaped by whoever adopted it, maybe late. */
@@ -137,7 +126,7 @@ describe('real containerd 1.6 serving ttrpc', { skip: skipReason(['containerd', 
     containerdLog = tail(containerd);
     for (const deadline = Date.now() + 60_000; ; await sleep(100)) {
       if (containerd.exitCode !== null) throw new Error(`containerd exited ${containerd.exitCode}:\n${containerdLog()}`);
-      if ((await connectable(ttrpcSocket)) && (await connectable(grpcSocket))) break;
+      if ((await socketAnswers(ttrpcSocket)) && (await socketAnswers(grpcSocket))) break;
       if (Date.now() > deadline) throw new Error(`containerd did not serve in 60 s:\n${containerdLog()}`);
     }
     client = new TtrpcClient(ttrpcSocket);

@@ -5,10 +5,10 @@
  */
 import { cachedPreset } from '@berth/image-builder';
 import { shimLockPath, shimSocketPath } from '@berth/shim';
+import { socketAnswers } from '@berth/ttrpc';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -101,17 +101,6 @@ export async function prepareRootfs(dir: string): Promise<string> {
   return dir;
 }
 
-function accepts(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 export interface Berthd {
   readonly dir: string;
   readonly address: string;
@@ -144,7 +133,7 @@ export async function startBerthd(dir: string, config: string): Promise<Berthd> 
       resolve();
     }),
   );
-  for (const deadline = Date.now() + 20_000; !(await accepts(address)); await sleep(50)) {
+  for (const deadline = Date.now() + 20_000; !(await socketAnswers(address)); await sleep(50)) {
     if (child.exitCode !== null) throw new Error(`berthd exited (${child.exitCode}) before serving:\n${stderr}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
