@@ -7,11 +7,12 @@ import {
   type Logger,
   type RequestContext,
 } from '@berth/plugin-api';
-import http2 from 'node:http2';
+import net from 'node:net';
 import type protobuf from 'protobufjs';
 import { requestContext } from './call-context.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { encodeStatusMessage, FramingError, frameMessage, MessageDecoder, parseTimeout } from './grpc-framing.js';
+import { H2Session, type H2Stream, StreamResetError } from './h2/session.js';
 import { lookupService } from './proto-root.js';
 
 /** ctr sends messages up to 16 MiB; grpc-go's and grpc-js's defaults are 4 MiB. */
@@ -48,42 +49,50 @@ export interface GrpcServerOptions {
   readonly maxMessageBytes?: number;
 }
 
-const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' };
+const GRPC_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  [':status', '200'],
+  ['content-type', 'application/grpc'],
+  ['grpc-accept-encoding', 'identity'],
+];
+
+/** Streams one connection may have open at once; more are refused (REFUSED_STREAM) until some end. */
+const MAX_CONCURRENT_STREAMS = 1000;
+/** The largest request header block berthd takes (ctr's are some 300 bytes). */
+const MAX_HEADER_LIST_BYTES = 64 * 1024;
 
 /**
- * berthd's gRPC server: gRPC's HTTP/2 protocol on node:http2, with berth's
- * codecs and handlers (containerd's clients are grpc-go; berth's own are
- * grpc-js). It replaced a grpc-js server, whose per-call machinery (an
- * interceptor chain, metadata objects, a stream object per call) cost 30 %
- * of the main thread's time per unary call (147 → 100 µs in a loop of the
- * same call); a `ctr containers create` makes about 50 calls. Compression is
- * not offered (`grpc-accept-encoding: identity`), as ctr never compresses.
+ * berthd's gRPC server: gRPC's HTTP/2 protocol on berth's own HTTP/2 server
+ * side (`h2/session.ts`), with berth's codecs and handlers (containerd's
+ * clients are grpc-go; berth's own are grpc-js). It replaced a grpc-js
+ * server, whose per-call machinery (an interceptor chain, metadata objects, a
+ * stream object per call) cost 30 % of the main thread's time per unary call
+ * (147 → 100 µs in a loop of the same call), and then node:http2, which sent
+ * every answer's trailers in a write of their own a turn of the event loop
+ * later (see h2/session.ts); a `ctr containers create` makes about 50 calls,
+ * each waiting for the last one's status. Compression is not offered
+ * (`grpc-accept-encoding: identity`), as ctr never compresses.
  */
 export class GrpcServer {
   private readonly methods = new Map<string, CallRunner>();
   private readonly services = new Set<string>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly http: http2.Http2Server;
+  private readonly sessions = new Set<H2Session>();
+  private readonly net: net.Server;
   readonly maxMessageBytes: number;
 
   constructor(readonly opts: GrpcServerOptions) {
     this.maxMessageBytes = opts.maxMessageBytes ?? MAX_MESSAGE_BYTES;
-    this.http = http2.createServer({
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES },
-      // node's default (10 MB) would refuse streams of a connection whose window holds more.
-      maxSessionMemory: 1024,
-    });
-    this.http.on('session', (session) => {
+    this.net = net.createServer((socket) => {
+      const session = new H2Session(socket, {
+        streamWindow: STREAM_WINDOW_BYTES,
+        connectionWindow: CONNECTION_WINDOW_BYTES,
+        maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+        maxHeaderListSize: MAX_HEADER_LIST_BYTES,
+        onStream: (stream) => this.dispatch(stream),
+        onError: (err) => opts.log.debug('gRPC connection failed', { error: errorMessage(err) }),
+      });
       this.sessions.add(session);
-      session.once('close', () => this.sessions.delete(session));
-      session.on('error', (err) => opts.log.debug('gRPC connection failed', { error: errorMessage(err) }));
-      try {
-        session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-      } catch (err) {
-        opts.log.debug('cannot widen a gRPC connection window', { error: errorMessage(err) });
-      }
+      session.onClose(() => this.sessions.delete(session));
     });
-    this.http.on('stream', (stream, headers) => this.dispatch(stream, headers));
   }
 
   /** Serve `run` at `/<service>/<method>`. */
@@ -98,9 +107,9 @@ export class GrpcServer {
   listen(path: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`cannot listen on ${path}: ${err.message}`));
-      this.http.once('error', onError);
-      this.http.listen(path, () => {
-        this.http.off('error', onError);
+      this.net.once('error', onError);
+      this.net.listen(path, () => {
+        this.net.off('error', onError);
         resolve();
       });
     });
@@ -116,7 +125,7 @@ export class GrpcServer {
         for (const session of this.sessions) session.destroy();
       }, graceMs);
       timer.unref();
-      this.http.close(() => {
+      this.net.close(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -124,15 +133,13 @@ export class GrpcServer {
     });
   }
 
-  private dispatch(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    // A reset from the client surfaces as 'close'; without a listener an 'error' would be thrown.
-    stream.on('error', () => {});
-    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
+  private dispatch(stream: H2Stream): void {
+    if (!(stream.headers['content-type'] ?? '').startsWith('application/grpc')) {
+      stream.respond([[':status', '415']], true);
       return;
     }
-    const path = String(headers[':path'] ?? '');
-    const call = new ServerCall(stream, headers, this.maxMessageBytes);
+    const path = stream.headers[':path'] ?? '';
+    const call = new ServerCall(stream, this.maxMessageBytes);
     const run = this.methods.get(path);
     if (!run) {
       const service = path.slice(1, path.lastIndexOf('/'));
@@ -158,23 +165,23 @@ export class GrpcServer {
 export class ServerCall {
   private finished = false;
   private headersSent = false;
-  private trailers: http2.OutgoingHttpHeaders = {};
   private controller: AbortController | undefined;
   private deadline: NodeJS.Timeout | undefined;
   /** The client cancelled, went away, or its deadline passed, before the call finished. */
   cancelled = false;
+  readonly headers: Readonly<Record<string, string>>;
 
   constructor(
-    private readonly stream: http2.ServerHttp2Stream,
-    readonly headers: http2.IncomingHttpHeaders,
+    private readonly stream: H2Stream,
     private readonly maxMessageBytes: number,
   ) {
-    stream.once('close', () => {
+    this.headers = stream.headers;
+    stream.onClose(() => {
       if (!this.finished) this.cancel();
       this.finished = true;
       clearTimeout(this.deadline);
     });
-    const timeout = parseTimeout(header(headers, 'grpc-timeout'));
+    const timeout = parseTimeout(this.headers['grpc-timeout']);
     if (timeout !== undefined) {
       this.deadline = setTimeout(() => {
         this.finish(GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded');
@@ -197,47 +204,28 @@ export class ServerCall {
   }
 
   /** The single request message of a unary or server-streaming call. */
-  readRequest(): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const decoder = new MessageDecoder(this.maxMessageBytes);
-      const messages: Buffer[] = [];
-      const fail = (err: Error) => {
-        this.stream.off('data', onData);
-        this.stream.off('end', onEnd);
-        this.stream.off('close', onClose);
-        reject(err);
-      };
-      const onData = (chunk: Buffer) => {
-        try {
-          for (const m of decoder.push(chunk)) messages.push(m);
-        } catch (err) {
-          fail(err as Error);
-        }
-      };
-      const onEnd = () => {
-        this.stream.off('close', onClose);
-        if (!decoder.idle) reject(new FramingError('the request ended inside a message', GrpcCode.INTERNAL));
-        else if (messages.length !== 1) {
-          reject(new FramingError(`expected one request message, got ${messages.length}`, GrpcCode.INTERNAL));
-        } else resolve(messages[0] as Buffer);
-      };
-      const onClose = () => fail(new FramingError('the client went away', GrpcCode.CANCELLED));
-      this.stream.on('data', onData);
-      this.stream.once('end', onEnd);
-      this.stream.once('close', onClose);
-    });
+  async readRequest(): Promise<Buffer> {
+    const decoder = new MessageDecoder(this.maxMessageBytes);
+    const messages: Buffer[] = [];
+    try {
+      for await (const chunk of this.stream.read()) for (const m of decoder.push(chunk)) messages.push(m);
+    } catch (err) {
+      if (err instanceof StreamResetError) throw new FramingError('the client went away', GrpcCode.CANCELLED);
+      throw err;
+    }
+    if (!decoder.idle) throw new FramingError('the request ended inside a message', GrpcCode.INTERNAL);
+    if (messages.length !== 1) throw new FramingError(`expected one request message, got ${messages.length}`, GrpcCode.INTERNAL);
+    return messages[0] as Buffer;
   }
 
   /** The request messages of a client-streaming or bidirectional call, as they come (read on demand). */
   async *requests(): AsyncIterable<Buffer> {
     const decoder = new MessageDecoder(this.maxMessageBytes);
     try {
-      for await (const chunk of this.stream.iterator({ destroyOnReturn: false })) {
-        yield* decoder.push(chunk as Buffer);
-      }
+      for await (const chunk of this.stream.read()) yield* decoder.push(chunk);
     } catch (err) {
-      if (err instanceof FramingError) throw err;
-      throw new FramingError('the client went away', GrpcCode.CANCELLED);
+      if (err instanceof StreamResetError) throw new FramingError('the client went away', GrpcCode.CANCELLED);
+      throw err;
     }
     if (!decoder.idle) throw new FramingError('the request ended inside a message', GrpcCode.INTERNAL);
   }
@@ -247,45 +235,36 @@ export class ServerCall {
     if (this.finished) return;
     this.sendHeaders();
     if (this.stream.write(frameMessage(message))) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        this.stream.off('drain', done);
-        this.stream.off('close', done);
-        resolve();
-      };
-      this.stream.on('drain', done);
-      this.stream.on('close', done);
-    });
+    await this.stream.writable();
   }
 
-  /** End the call with a status, and with `last` as its final message when given. Later calls do nothing. */
+  /**
+   * End the call with a status, and with `last` as its final message when
+   * given: headers, message and trailers leave in one write. Later calls do
+   * nothing.
+   */
   finish(code: number, message = '', last?: Uint8Array): void {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.deadline);
-    if (this.stream.destroyed || this.stream.closed) return;
-    // Whatever the client still sends (a refused or unread request) is read and dropped, so its
-    // flow-control window never fills and the stream closes once both sides are done.
-    if (!this.stream.readableEnded) this.stream.resume();
-    const status: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
-    if (message) status['grpc-message'] = encodeStatusMessage(message);
+    if (this.stream.closed) return;
+    const status: Array<[string, string]> = [['grpc-status', String(code)]];
+    if (message) status.push(['grpc-message', encodeStatusMessage(message)]);
     if (!this.headersSent && last === undefined) {
       // Trailers-only: one HEADERS frame that ends the stream.
       this.headersSent = true;
-      this.stream.respond({ ...GRPC_HEADERS, ...status }, { endStream: true });
+      this.stream.respond([...GRPC_HEADERS, ...status], true);
       return;
     }
-    this.trailers = status;
     this.sendHeaders();
-    if (last !== undefined) this.stream.end(frameMessage(last));
-    else this.stream.end();
+    if (last !== undefined) this.stream.write(frameMessage(last));
+    this.stream.end(status);
   }
 
   private sendHeaders(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond(GRPC_HEADERS, { waitForTrailers: true });
-    this.stream.once('wantTrailers', () => this.stream.sendTrailers(this.trailers));
+    this.stream.respond(GRPC_HEADERS);
   }
 
   private cancel(): void {
@@ -293,11 +272,6 @@ export class ServerCall {
     this.cancelled = true;
     this.controller?.abort();
   }
-}
-
-function header(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /**
@@ -326,7 +300,7 @@ class CallContext implements RequestContext {
 /** Throws InvalidArgument for a bad namespace header; call inside the runner's try. */
 function contextOf(call: ServerCall): RequestContext {
   return new CallContext(
-    requestContext((k) => header(call.headers, k)),
+    requestContext((k) => call.headers[k]),
     call,
   );
 }

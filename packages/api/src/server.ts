@@ -3,7 +3,7 @@
  * the service binder and the Events handlers. berthd imports this entry and
  * `@berth/api/protocol` rather than the package's main entry, whose clients
  * load @grpc/grpc-js (some seventy files, heap and start-up time berthd never
- * uses since it serves gRPC on node:http2 itself).
+ * uses since it serves gRPC over its own HTTP/2 server side, h2/session.ts).
  */
 export {
   type BidiStreamHandler,

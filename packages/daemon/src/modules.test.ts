@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const index = fileURLToPath(new URL('./index.js', import.meta.url));
 
 test('a started berthd, every built-in plugin loaded, has not loaded @grpc/grpc-js', () => {
-  // berthd serves gRPC on node:http2 (GrpcServer); grpc-js is its clients' library. It comes back
+  // berthd serves gRPC on its own HTTP/2 server side (GrpcServer); grpc-js is its clients' library. It comes back
   // when a module berthd loads imports @berth/api's main entry instead of /protocol or /server.
   const dir = mkdtempSync(join(tmpdir(), 'berth-modules-'));
   try {
