@@ -24,6 +24,18 @@ test('a message over the limit and a compressed one are refused with their codes
   assert.throws(() => new MessageDecoder(10).push(compressed), (err: FramingError) => err.code === 12);
 });
 
+test('a message over the preallocation size (4 MiB) is gathered from its pieces too', () => {
+  const messages = [Buffer.alloc(3 * 1024 * 1024, 1), Buffer.alloc(5 * 1024 * 1024 + 1, 9), Buffer.from('after')];
+  const wire = Buffer.concat(messages.map(frameMessage));
+  for (const size of [16_384, 65_543, wire.length]) {
+    const decoder = new MessageDecoder(8 << 20);
+    const out: Buffer[] = [];
+    for (let at = 0; at < wire.length; at += size) out.push(...decoder.push(wire.subarray(at, at + size)));
+    assert.deepEqual(out, messages, `chunks of ${size}`);
+    assert.ok(decoder.idle);
+  }
+});
+
 test('grpc-timeout in every unit; malformed ones are ignored', () => {
   assert.equal(parseTimeout('2H'), 7_200_000);
   assert.equal(parseTimeout('3M'), 180_000);

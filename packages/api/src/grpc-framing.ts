@@ -29,70 +29,90 @@ export class FramingError extends Error {
 }
 
 /**
+ * A message larger than this is gathered as views of the chunks it came in
+ * and joined at its end; up to it, its buffer is made when its prefix comes.
+ * (A client announcing a large message it never sends costs no memory.)
+ */
+const PREALLOCATE_BYTES = 4 * 1024 * 1024;
+
+/**
  * Splits a stream's DATA chunks into messages. A message that arrives in one
- * chunk is a view of that chunk; one spread over several is copied once.
+ * chunk is a view of that chunk; one spread over several is copied into its
+ * own buffer as its pieces come, so the chunks (each a socket read, 64 KiB)
+ * are garbage at once instead of living until the message is whole.
  */
 export class MessageDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  /** The prefix being read, when a chunk ended inside it. */
+  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  private prefixBytes = 0;
   /** The length of the message being read, once its prefix is in. */
   private expected = -1;
+  /** The message being gathered: its own buffer, or the views of its chunks (over PREALLOCATE_BYTES). */
+  private message: Buffer | undefined;
+  private pieces: Buffer[] = [];
+  private filled = 0;
 
   constructor(private readonly maxMessageBytes: number) {}
 
   /** The messages complete with this chunk. Throws FramingError for a message too large or compressed. */
   push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
     const out: Buffer[] = [];
-    for (;;) {
+    let at = 0;
+    while (at < chunk.length) {
       if (this.expected < 0) {
-        if (this.buffered < PREFIX_BYTES) return out;
-        const prefix = this.take(PREFIX_BYTES);
-        if (prefix[0] !== 0) {
-          // berthd announces identity only (grpc-accept-encoding); a client that compresses anyway is refused.
-          throw new FramingError('compressed messages are not supported (grpc-encoding identity only)', GrpcCode.UNIMPLEMENTED);
+        let prefix: Buffer;
+        if (this.prefixBytes === 0 && chunk.length - at >= PREFIX_BYTES) {
+          prefix = chunk.subarray(at, at + PREFIX_BYTES);
+          at += PREFIX_BYTES;
+        } else {
+          const n = Math.min(PREFIX_BYTES - this.prefixBytes, chunk.length - at);
+          chunk.copy(this.prefix, this.prefixBytes, at, at + n);
+          this.prefixBytes += n;
+          at += n;
+          if (this.prefixBytes < PREFIX_BYTES) break;
+          this.prefixBytes = 0;
+          prefix = this.prefix;
         }
-        const length = prefix.readUInt32BE(1);
-        if (length > this.maxMessageBytes) {
-          throw new FramingError(`message of ${length} bytes is larger than the limit, ${this.maxMessageBytes}`, GrpcCode.RESOURCE_EXHAUSTED);
+        this.expected = this.checkedLength(prefix);
+        if (chunk.length - at >= this.expected) {
+          out.push(chunk.subarray(at, at + this.expected));
+          at += this.expected;
+          this.expected = -1;
+          continue;
         }
-        this.expected = length;
+        this.filled = 0;
+        if (this.expected <= PREALLOCATE_BYTES) this.message = Buffer.allocUnsafe(this.expected);
       }
-      if (this.buffered < this.expected) return out;
-      out.push(this.take(this.expected));
-      this.expected = -1;
+      const n = Math.min(this.expected - this.filled, chunk.length - at);
+      if (this.message) chunk.copy(this.message, this.filled, at, at + n);
+      else this.pieces.push(chunk.subarray(at, at + n));
+      this.filled += n;
+      at += n;
+      if (this.filled === this.expected) {
+        out.push(this.message ?? Buffer.concat(this.pieces, this.expected));
+        this.message = undefined;
+        this.pieces = [];
+        this.expected = -1;
+      }
     }
+    return out;
   }
 
   /** Whether the stream ended between messages. */
   get idle(): boolean {
-    return this.expected < 0 && this.buffered === 0;
+    return this.expected < 0 && this.prefixBytes === 0;
   }
 
-  private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    this.buffered -= n;
-    const first = this.chunks[0] as Buffer;
-    if (first.length > n) {
-      this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+  private checkedLength(prefix: Buffer): number {
+    if (prefix[0] !== 0) {
+      // berthd announces identity only (grpc-accept-encoding); a client that compresses anyway is refused.
+      throw new FramingError('compressed messages are not supported (grpc-encoding identity only)', GrpcCode.UNIMPLEMENTED);
     }
-    if (first.length === n) {
-      this.chunks.shift();
-      return first;
+    const length = prefix.readUInt32BE(1);
+    if (length > this.maxMessageBytes) {
+      throw new FramingError(`message of ${length} bytes is larger than the limit, ${this.maxMessageBytes}`, GrpcCode.RESOURCE_EXHAUSTED);
     }
-    const out = Buffer.allocUnsafe(n);
-    let at = 0;
-    while (at < n) {
-      const chunk = this.chunks[0] as Buffer;
-      const part = Math.min(chunk.length, n - at);
-      chunk.copy(out, at, 0, part);
-      at += part;
-      if (part === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(part);
-    }
-    return out;
+    return length;
   }
 }
 

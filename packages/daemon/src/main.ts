@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2 --heap-growing-percent=200
+#!/usr/bin/env -S node --max-semi-space-size=1 --heap-growing-percent=200
 import { errorMessage } from '@berth/plugin-api';
 import { returnFreedMemoryPromptly, trimMemoryWhenIdle } from '@berth/sys';
 import { parseArgs } from 'node:util';

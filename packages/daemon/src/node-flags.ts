@@ -18,6 +18,19 @@
  * The memory goal (0.5x) is met only with the small young generation; the
  * pull, slower than containerd's either way, loses about 8 %.
  *
+ * 1 MiB since berthd parses HTTP/2 itself (h2/session.ts): it makes few
+ * objects per DATA frame, so young collections came rarely, while each
+ * 64 KiB socket read is a buffer whose memory only a young collection frees.
+ * V8 forces one only once 32 MiB of such buffers wait, and before that the
+ * old generation's limit (three times the 12 MiB that survived, buffers
+ * counted) started full collections: `ctr content ingest` of 256 MiB ran 20
+ * of them with 2 MiB semi-spaces and 2 with 1 MiB (`--trace-gc`; berthd CPU
+ * 1060-1100 -> 720-770 ms, node:http2's server took 710-780). Two full
+ * 5-round benches, before and after this and the message decoder's change
+ * (grpc-framing.ts) of the same commit: content-ingest-256m 0.55x -> 0.45x,
+ * import-137m-nounpack 0.77x -> 0.58x, pull-137m-nounpack 1.00x -> 0.86x,
+ * rss-20-running 0.47x -> 0.46x; berthd's peak 125 MiB.
+ *
  * An old generation that may grow to three times what survived the last full
  * collection before the next one starts (V8's factor is 1.1-4 by heuristics).
  * A 137 MB import with unpack ran some 30 full (incremental) collections of
@@ -39,4 +52,4 @@
  * 300 it crossed the memory goal. The idle trim (a full GC) still returns
  * what a burst leaves.
  */
-export const BERTHD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--heap-growing-percent=200'];
+export const BERTHD_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--heap-growing-percent=200'];

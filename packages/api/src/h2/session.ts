@@ -272,11 +272,18 @@ export class H2Session {
 
   // ---- input
 
+  /**
+   * Frames are parsed in place in the chunks the socket reads (64 KiB at a
+   * time). A frame cut between two reads is completed in `input` alone:
+   * joining the whole rest of the chunk to it instead would, at every read
+   * of a stream of 16 KiB DATA frames, copy 1.25 times the bytes received.
+   */
   private receive(chunk: Buffer): void {
-    let buf = this.input ? Buffer.concat([this.input, chunk]) : chunk;
-    this.input = undefined;
     try {
+      let buf = chunk;
       if (!this.prefaceSeen) {
+        buf = this.input ? Buffer.concat([this.input, chunk]) : chunk;
+        this.input = undefined;
         if (buf.length < PREFACE.length) {
           if (!PREFACE.subarray(0, buf.length).equals(buf)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
           this.input = buf;
@@ -285,30 +292,64 @@ export class H2Session {
         if (!PREFACE.equals(buf.subarray(0, PREFACE.length))) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
         this.prefaceSeen = true;
         buf = buf.subarray(PREFACE.length);
+      } else if (this.input) {
+        const rest = this.completeFrame(chunk);
+        if (rest === undefined) return;
+        buf = rest;
       }
       let at = 0;
       while (!this.ended && buf.length - at >= FRAME_HEADER_BYTES) {
-        const length = (buf[at] as number) * 65536 + (buf[at + 1] as number) * 256 + (buf[at + 2] as number);
-        if (length > DEFAULT_MAX_FRAME_SIZE) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes is over ${DEFAULT_MAX_FRAME_SIZE}`);
+        const length = frameLength(buf, at);
         if (buf.length - at < FRAME_HEADER_BYTES + length) break;
-        const type = buf[at + 3] as number;
-        const flags = buf[at + 4] as number;
-        const streamId = buf.readUInt32BE(at + 5) & 0x7fffffff;
-        const payload = buf.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
+        this.dispatchFrame(buf, at, length);
         at += FRAME_HEADER_BYTES + length;
-        try {
-          this.onFrame(type, flags, streamId, payload);
-        } catch (err) {
-          if (!(err instanceof StreamError)) throw err;
-          const stream = this.streams.get(err.streamId);
-          if (stream) stream.reset(err.code);
-          else this.send(rstStreamFrame(err.streamId, err.code));
-        }
       }
       if (at < buf.length && !this.ended) this.input = buf.subarray(at);
     } catch (err) {
       if (err instanceof ConnectionError) this.connectionError(err);
       else this.fail(err as Error);
+    }
+  }
+
+  /**
+   * Feed `chunk` to the frame waiting in `input`: the frame, once whole, is
+   * handled and the rest of the chunk returned; undefined while it is not.
+   */
+  private completeFrame(chunk: Buffer): Buffer | undefined {
+    let input = this.input as Buffer;
+    let used = 0;
+    if (input.length < FRAME_HEADER_BYTES) {
+      used = Math.min(FRAME_HEADER_BYTES - input.length, chunk.length);
+      input = Buffer.concat([input, chunk.subarray(0, used)]);
+      if (input.length < FRAME_HEADER_BYTES) {
+        this.input = input;
+        return undefined;
+      }
+    }
+    const length = frameLength(input, 0);
+    const need = FRAME_HEADER_BYTES + length - input.length;
+    if (chunk.length - used < need) {
+      this.input = Buffer.concat([input, chunk.subarray(used)]);
+      return undefined;
+    }
+    this.input = undefined;
+    this.dispatchFrame(Buffer.concat([input, chunk.subarray(used, used + need)]), 0, length);
+    return chunk.subarray(used + need);
+  }
+
+  /** Handle the frame at `at` of `buf`; a stream error resets that stream and the connection goes on. */
+  private dispatchFrame(buf: Buffer, at: number, length: number): void {
+    const type = buf[at + 3] as number;
+    const flags = buf[at + 4] as number;
+    const streamId = buf.readUInt32BE(at + 5) & 0x7fffffff;
+    const payload = buf.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + length);
+    try {
+      this.onFrame(type, flags, streamId, payload);
+    } catch (err) {
+      if (!(err instanceof StreamError)) throw err;
+      const stream = this.streams.get(err.streamId);
+      if (stream) stream.reset(err.code);
+      else this.send(rstStreamFrame(err.streamId, err.code));
     }
   }
 
@@ -544,6 +585,13 @@ export class H2Session {
     this.streams.clear();
     for (const fn of this.closeListeners.splice(0)) fn();
   }
+}
+
+/** The length in the frame header at `at`; a frame over the size we allow is a connection error. */
+function frameLength(buf: Buffer, at: number): number {
+  const length = (buf[at] as number) * 65536 + (buf[at + 1] as number) * 256 + (buf[at + 2] as number);
+  if (length > DEFAULT_MAX_FRAME_SIZE) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `frame of ${length} bytes is over ${DEFAULT_MAX_FRAME_SIZE}`);
+  return length;
 }
 
 /**
