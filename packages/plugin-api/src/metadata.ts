@@ -26,6 +26,16 @@ export interface WriteTx extends ReadTx {
   onCommit(fn: () => void | Promise<void>): void;
 }
 
+export interface UpdateOptions {
+  /**
+   * false: the batch is written (a crash of the process loses nothing) but
+   * not synced to disk before `update` returns; the next durable update
+   * syncs it too. For records that are worth nothing after a power loss
+   * anyway. Default true.
+   */
+  readonly durable?: boolean;
+}
+
 /**
  * Berth's metadata (LevelDB). Reads may run concurrently; writers run one at
  * a time and each `update` commits as a single atomic batch, so garbage
@@ -33,7 +43,7 @@ export interface WriteTx extends ReadTx {
  */
 export interface MetadataStore {
   view<R>(fn: (tx: ReadTx) => Promise<R>): Promise<R>;
-  update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R>;
+  update<R>(fn: (tx: WriteTx) => Promise<R>, opts?: UpdateOptions): Promise<R>;
   /**
    * Run `fn` with no other writer active and none starting until it ends;
    * `locked` reads and writes without waiting for the lock `fn` holds.

@@ -15,8 +15,12 @@ import { startWriteback } from '@berth/sys';
 import { createHash, type Hash } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
+  fstatSync,
+  fsync,
   futimesSync,
   mkdirSync,
+  openSync,
   read,
   renameSync,
   rmdirSync,
@@ -482,7 +486,7 @@ class LocalContentWriter implements ContentWriter {
     checkCount(size, 'size');
     const want = expected ? parseDigest(expected) : this.start.expected ? parseDigest(this.start.expected) : undefined;
     const wantSize = size > 0 ? size : this.start.total;
-    const actual = (await fh.stat()).size;
+    const actual = fstatSync(fh.fd).size;
     if (actual !== this.#offset) {
       throw new FailedPreconditionError(`ref ${this.ref}: ingest holds ${actual} bytes, the writer wrote ${this.#offset}`);
     }
@@ -743,12 +747,14 @@ async function listDir(path: string): Promise<string[]> {
   }
 }
 
-/** Makes a rename or a new entry in `dir` durable. */
+/** Makes a rename or a new entry in `dir` durable: the fsync in the thread pool, open and close here (see layout). */
 async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await fh.sync();
+    await fsyncAsync(fd);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
+
+const fsyncAsync = promisify(fsync);

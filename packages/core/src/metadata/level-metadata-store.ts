@@ -3,6 +3,7 @@ import {
   type MetadataStore,
   type MetaKey,
   type ReadTx,
+  type UpdateOptions,
   type WriteTx,
   errorMessage,
 } from '@berth/plugin-api';
@@ -113,8 +114,8 @@ export class LevelMetadataStore implements MetadataStore {
     return fn(new LevelReadTx(this.db));
   }
 
-  update<R>(fn: (tx: WriteTx) => Promise<R>): Promise<R> {
-    return this.serialise(() => this.commit(fn)).then(async ({ result, hooks }) => {
+  update<R>(fn: (tx: WriteTx) => Promise<R>, opts?: UpdateOptions): Promise<R> {
+    return this.serialise(() => this.commit(fn, opts?.durable ?? true)).then(async ({ result, hooks }) => {
       await this.runHooks(hooks);
       return result;
     });
@@ -123,8 +124,8 @@ export class LevelMetadataStore implements MetadataStore {
   exclusive<R>(fn: (locked: Pick<MetadataStore, 'view' | 'update'>) => Promise<R>): Promise<R> {
     const locked: Pick<MetadataStore, 'view' | 'update'> = {
       view: (f) => this.view(f),
-      update: async (f) => {
-        const { result, hooks } = await this.commit(f);
+      update: async (f, opts) => {
+        const { result, hooks } = await this.commit(f, opts?.durable ?? true);
         await this.runHooks(hooks);
         return result;
       },
@@ -143,13 +144,13 @@ export class LevelMetadataStore implements MetadataStore {
     }
   }
 
-  /** One transaction: run `fn`, then write its operations as one synced batch. Caller holds the lock. */
-  private async commit<R>(fn: (tx: WriteTx) => Promise<R>) {
+  /** One transaction: run `fn`, then write its operations as one batch, synced when `durable`. Caller holds the lock. */
+  private async commit<R>(fn: (tx: WriteTx) => Promise<R>, durable: boolean) {
     const tx = new LevelWriteTx(this.db);
     const result = await fn(tx);
     const ops = tx.operations();
     if (ops.length > 0) {
-      await this.db.batch(ops, { sync: true });
+      await this.db.batch(ops, { sync: durable });
       this.gen++;
     }
     tx.committed = true;
