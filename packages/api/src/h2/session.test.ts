@@ -266,6 +266,120 @@ describe('H2Session', () => {
     }
   });
 
+  const encoder = new HpackEncoder();
+  const requestBlock = (path: string, extra: Array<[string, string]> = []) =>
+    encoder.encode([[':method', 'POST'], [':scheme', 'http'], [':path', path], [':authority', 'x'], ...extra]);
+
+  /** The frames of stream `id` up to the one that ends it (or a reset). */
+  async function streamFrames(next: () => Promise<RawFrame>, id: number): Promise<RawFrame[]> {
+    const out: RawFrame[] = [];
+    for (;;) {
+      const f = await next();
+      if (f.streamId !== id) continue;
+      out.push(f);
+      if (f.type === FrameType.RST_STREAM || ((f.type === FrameType.HEADERS || f.type === FrameType.DATA) && f.flags & Flag.END_STREAM)) return out;
+    }
+  }
+
+  test('a header block split over CONTINUATION, padded and with a priority, and padded DATA make one request', async () => {
+    const { socket, next } = await raw();
+    try {
+      const block = requestBlock('/hash');
+      const first = Buffer.concat([Buffer.from([3]), Buffer.alloc(5), block.subarray(0, 10), Buffer.alloc(3)]);
+      const data = Buffer.concat([Buffer.from([2]), Buffer.from('abc'), Buffer.alloc(2)]);
+      socket.write(
+        Buffer.concat([
+          frame(FrameType.HEADERS, Flag.PADDED | Flag.PRIORITY, 1, first),
+          frame(FrameType.CONTINUATION, Flag.END_HEADERS, 1, block.subarray(10)),
+          frame(FrameType.DATA, Flag.PADDED | Flag.END_STREAM, 1, data),
+        ]),
+      );
+      const frames = await streamFrames(next, 1);
+      const body = frames.find((f) => f.type === FrameType.DATA)?.payload.toString();
+      assert.equal(body, `${createHash('sha256').update('abc').digest('hex')} 3`);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  test('a header list over the limit refuses its stream alone (ENHANCE_YOUR_CALM); the next stream is served', async () => {
+    const { socket, next } = await raw();
+    try {
+      socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, requestBlock('/hash', [['x-big', 'y'.repeat(9000)]])));
+      const refused = await streamFrames(next, 1);
+      assert.equal(refused.at(-1)?.type, FrameType.RST_STREAM);
+      assert.equal(refused.at(-1)?.payload.readUInt32BE(0), ErrorCode.ENHANCE_YOUR_CALM);
+      socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 3, requestBlock('/hash')));
+      const served = await streamFrames(next, 3);
+      assert.equal(served.find((f) => f.type === FrameType.DATA)?.payload.toString(), `${createHash('sha256').digest('hex')} 0`);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  test("DATA never exceeds the client's windows, and goes on when SETTINGS or WINDOW_UPDATE open them", async () => {
+    const socket = netConnect(path);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const { next } = frameReader(socket);
+    try {
+      // A stream window of 1000 bytes from the start.
+      socket.write(Buffer.concat([PREFACE, settingsFrame([[0x4, 1000]])]));
+      socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, requestBlock('/big')));
+      let received = 0;
+      const take = async (limit: number) => {
+        for (;;) {
+          const f = await next();
+          if (f.streamId === 1 && f.type === FrameType.DATA) received += f.payload.length;
+          if (received >= limit) return;
+        }
+      };
+      await take(1000);
+      // Nothing more comes until the window opens (a PING round trip proves the server has had its chance).
+      socket.write(frame(FrameType.PING, 0, 0, Buffer.from('flowctl!')));
+      for (;;) {
+        const f = await next();
+        if (f.type === FrameType.DATA) received += f.payload.length;
+        if (f.type === FrameType.PING) break;
+      }
+      assert.equal(received, 1000);
+      // A larger initial window applies to the open stream (RFC 9113 §6.9.2); the connection's is 65535.
+      socket.write(settingsFrame([[0x4, 70_000]]));
+      await take(65_535);
+      assert.equal(received, 65_535);
+      socket.write(frame(FrameType.WINDOW_UPDATE, 0, 0, Buffer.from([0, 0, 0x10, 0])));
+      await take(65_535 + 4096);
+      assert.ok(received <= 70_000, `received ${received} bytes on a 70000-byte window`);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  test('garbage after the preface closes that connection and nothing else', async () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    for (let i = 0; i < 30; i++) {
+      const junk = Buffer.alloc(9 + (random() % 200));
+      for (let j = 0; j < junk.length; j++) junk[j] = random() & 0xff;
+      junk[0] = 0; // a length the frame can hold, so the junk is parsed rather than refused for its size
+      const socket = netConnect(path);
+      socket.resume();
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      // Ended by the server on an error, or by its answer to our end when the junk happened to parse.
+      socket.end(Buffer.concat([PREFACE, settingsFrame([]), junk]));
+      await closed;
+    }
+    const c = client();
+    try {
+      const res = await request(c, '/hash', Buffer.from('ok'));
+      assert.equal(res.data.toString(), `${createHash('sha256').update('ok').digest('hex')} 2`);
+    } finally {
+      c.close();
+    }
+  });
+
   test('close() sends GOAWAY and ends the connection once its streams are done', async () => {
     const { socket, next } = await raw();
     try {
