@@ -61,27 +61,24 @@ export const MAX_WINDOW = 2 ** 31 - 1;
 
 /** A frame's 9-byte header. */
 export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
-  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-  h[0] = (length >>> 16) & 0xff;
-  h[1] = (length >>> 8) & 0xff;
-  h[2] = length & 0xff;
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(streamId & 0x7fffffff, 5);
-  return h;
+  return writeHeader(Buffer.allocUnsafe(FRAME_HEADER_BYTES), length, type, flags, streamId);
 }
 
 /** A whole frame, header and payload in one buffer (for small frames). */
 export function frame(type: number, flags: number, streamId: number, payload?: Uint8Array): Buffer {
   const length = payload?.byteLength ?? 0;
-  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
+  const out = writeHeader(Buffer.allocUnsafe(FRAME_HEADER_BYTES + length), length, type, flags, streamId);
+  if (payload) out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+function writeHeader(out: Buffer, length: number, type: number, flags: number, streamId: number): Buffer {
   out[0] = (length >>> 16) & 0xff;
   out[1] = (length >>> 8) & 0xff;
   out[2] = length & 0xff;
   out[3] = type;
   out[4] = flags;
   out.writeUInt32BE(streamId & 0x7fffffff, 5);
-  if (payload) out.set(payload, FRAME_HEADER_BYTES);
   return out;
 }
 
