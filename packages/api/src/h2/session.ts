@@ -117,10 +117,6 @@ export class H2Session {
     socket.on('end', () => this.terminate());
   }
 
-  get closed(): boolean {
-    return this.ended;
-  }
-
   /** Called once, when the connection is gone. */
   onClose(fn: () => void): void {
     if (this.ended) fn();
@@ -214,7 +210,6 @@ export class H2Session {
       this.send(n === chunk.length ? chunk : chunk.subarray(0, n));
       this.sendWindow -= n;
       stream.sendWindow -= n;
-      stream.outBytes -= n;
       if (n === chunk.length) stream.outQueue.shift();
       else stream.outQueue[0] = chunk.subarray(n);
     }
@@ -638,7 +633,6 @@ export class H2Stream {
   recvConsumed = 0;
   sendWindow: number;
   readonly outQueue: Buffer[] = [];
-  outBytes = 0;
   remoteEnded = false;
   private localEnded = false;
   closed = false;
@@ -717,7 +711,6 @@ export class H2Stream {
   write(data: Buffer): boolean {
     if (this.closed || this.localEnded) return true;
     this.outQueue.push(data);
-    this.outBytes += data.length;
     return this.session.pump(this) && !this.session.socketBlocked;
   }
 
@@ -791,9 +784,5 @@ export class H2Stream {
     const listener = this.closeListener;
     this.closeListener = undefined;
     listener?.();
-  }
-
-  get localDone(): boolean {
-    return this.localEnded;
   }
 }
