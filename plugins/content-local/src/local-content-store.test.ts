@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -90,6 +90,35 @@ describe('LocalContentStore on disk', () => {
     assert.equal(await readFile(blob, 'utf8'), 'hello, berth');
     assert.equal((await stat(blob)).mode & 0o777, 0o444, 'blobs are read-only');
     assert.deepEqual(await readdir(join(root, 'ingest')), [], 'the ingest is gone');
+  });
+
+  withRoot('a small blob written through write() is read from memory after its commit; one resumed or copied is read from disk', async (root) => {
+    const store = await LocalContentStore.open(root);
+    const collect = async (digest: string) => {
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of store.read(digest)) chunks.push(chunk);
+      return Buffer.concat(chunks);
+    };
+    const put = async (ref: string, data: Buffer, how: 'write' | 'resume') => {
+      const w = await store.writer({ ref });
+      if (how === 'resume') {
+        await w.write(data.subarray(0, 3));
+        await w.close();
+        const again = await store.writer({ ref });
+        await again.write(data.subarray(3));
+        return again.commit(data.length, sha256(data));
+      }
+      await w.write(data.subarray(0, 3));
+      await w.write(data.subarray(3));
+      return w.commit(data.length, sha256(data));
+    };
+    const written = Buffer.from('{"schemaVersion":2}');
+    const resumed = Buffer.from('{"schemaVersion":3}');
+    const digests = [await put('w', written, 'write'), await put('r', resumed, 'resume')];
+    // With the files gone behind the store's back, only what it keeps in memory can still be read.
+    for (const d of digests) await unlink(join(root, 'blobs', 'sha256', d.slice('sha256:'.length)));
+    assert.deepEqual(await collect(digests[0] as string), written);
+    await assert.rejects(collect(digests[1] as string), /not found/);
   });
 
   withRoot('resumes an ingest left by a process that was killed', async (root) => {

@@ -91,6 +91,9 @@ export class LocalContentStore implements ContentStore {
 
   private constructor(readonly root: string) {}
 
+  /** A small blob just committed, its bytes as written: read next (ctr reads a manifest or config right after writing it) from memory. */
+  private readonly primeCache = (digest: string, bytes: Buffer): void => this.smallBlobs.put(digest, bytes);
+
   static async open(root: string): Promise<LocalContentStore> {
     await mkdir(join(root, 'blobs'), { recursive: true });
     await mkdir(join(root, 'ingest'), { recursive: true });
@@ -287,7 +290,7 @@ export class LocalContentStore implements ContentStore {
       throw err;
     }
     const status = { ref, offset: 0, total, expected, startedAt: now, updatedAt: now };
-    return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, status, newHashes(expected)));
+    return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, status, newHashes(expected), this.primeCache));
   }
 
   private async resumeIngest(path: string, found: IngestStatus, total: number, expected: string) {
@@ -303,7 +306,7 @@ export class LocalContentStore implements ContentStore {
       const offset = (await fh.stat()).size;
       const hashes = newHashes(status.expected);
       await hashFile(fh, offset, [...hashes.values()]);
-      return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, { ...status, offset }, hashes));
+      return this.track(path, ref, (release) => new LocalContentWriter(this.root, release, path, fh, { ...status, offset }, hashes, this.primeCache));
     } catch (err) {
       await fh.close();
       throw err;
@@ -324,6 +327,8 @@ class LocalContentWriter implements ContentWriter {
   #writebackFrom: number;
   /** The writeback being queued, awaited before the file is closed. */
   #writeback: Promise<void> = Promise.resolve();
+  /** The bytes written, while the blob is small and they all went through `write`: handed to `primeCache` at commit. */
+  #small: Buffer[] | undefined;
 
   constructor(
     private readonly root: string,
@@ -334,7 +339,9 @@ class LocalContentWriter implements ContentWriter {
     private readonly start: IngestStatus,
     /** sha256 always, plus the expected digest's algorithm. */
     private hashes: Map<DigestAlgorithm, Hash>,
+    private readonly primeCache: (digest: string, bytes: Buffer) => void,
   ) {
+    this.#small = start.offset === 0 ? [] : undefined;
     this.ref = start.ref;
     this.#offset = start.offset;
     this.#updatedAt = start.updatedAt;
@@ -383,6 +390,10 @@ class LocalContentWriter implements ContentWriter {
       this.#offset += data.byteLength;
       this.#updatedAt = new Date();
       this.pushWriteback();
+      if (this.#small) {
+        if (this.#offset <= SMALL_BLOB_BYTES) this.#small.push(Buffer.from(data));
+        else this.#small = undefined;
+      }
     });
   }
 
@@ -395,6 +406,7 @@ class LocalContentWriter implements ContentWriter {
   copyFrom(fd: number, end: number, signal?: AbortSignal): Promise<void> {
     return this.serial(async () => {
       checkCount(end, 'end');
+      this.#small = undefined;
       const fh = this.handle();
       const buffers = [0, 1, 2].map(() => Buffer.allocUnsafeSlow(COPY_CHUNK));
       let pos = this.#offset;
@@ -443,6 +455,7 @@ class LocalContentWriter implements ContentWriter {
     return this.serial(async () => {
       if (size !== 0) throw new InvalidArgumentError(`truncate to ${size}: only 0 is supported`);
       await this.handle().truncate(0);
+      this.#small = [];
       this.hashes = newHashes(this.start.expected);
       this.#offset = 0;
       this.#writebackFrom = 0;
@@ -521,6 +534,8 @@ class LocalContentWriter implements ContentWriter {
     await fsyncDir(algDir);
     if (createdDir) await fsyncDir(dirname(algDir));
     removeIngest(this.path);
+    const small = this.#small ? Buffer.concat(this.#small) : undefined;
+    if (small?.length === actual) this.primeCache(digest, small);
     return digest;
   }
 
