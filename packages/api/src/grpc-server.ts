@@ -203,16 +203,21 @@ export class ServerCall {
     return this.controller.signal;
   }
 
-  /** The single request message of a unary or server-streaming call. */
-  async readRequest(): Promise<Buffer> {
-    const decoder = new MessageDecoder(this.maxMessageBytes);
-    const messages: Buffer[] = [];
+  /** The request's DATA as it comes; a client that resets or goes away ends it as Cancelled. */
+  private async *chunks(): AsyncGenerator<Buffer> {
     try {
-      for await (const chunk of this.stream.read()) for (const m of decoder.push(chunk)) messages.push(m);
+      yield* this.stream.read();
     } catch (err) {
       if (err instanceof StreamResetError) throw new FramingError('the client went away', GrpcCode.CANCELLED);
       throw err;
     }
+  }
+
+  /** The single request message of a unary or server-streaming call. */
+  async readRequest(): Promise<Buffer> {
+    const decoder = new MessageDecoder(this.maxMessageBytes);
+    const messages: Buffer[] = [];
+    for await (const chunk of this.chunks()) for (const m of decoder.push(chunk)) messages.push(m);
     if (!decoder.idle) throw new FramingError('the request ended inside a message', GrpcCode.INTERNAL);
     if (messages.length !== 1) throw new FramingError(`expected one request message, got ${messages.length}`, GrpcCode.INTERNAL);
     return messages[0] as Buffer;
@@ -221,12 +226,7 @@ export class ServerCall {
   /** The request messages of a client-streaming or bidirectional call, as they come (read on demand). */
   async *requests(): AsyncIterable<Buffer> {
     const decoder = new MessageDecoder(this.maxMessageBytes);
-    try {
-      for await (const chunk of this.stream.read()) yield* decoder.push(chunk);
-    } catch (err) {
-      if (err instanceof StreamResetError) throw new FramingError('the client went away', GrpcCode.CANCELLED);
-      throw err;
-    }
+    for await (const chunk of this.chunks()) yield* decoder.push(chunk);
     if (!decoder.idle) throw new FramingError('the request ended inside a message', GrpcCode.INTERNAL);
   }
 

@@ -390,16 +390,11 @@ export class H2Session {
   }
 
   /** The payload without its padding; throws when the padding is longer than the frame. */
-  private unpad(flags: number, streamId: number, payload: Buffer, skip = 0): Buffer {
-    if (!(flags & Flag.PADDED)) return skip ? this.checkedSlice(streamId, payload, skip, payload.length) : payload;
+  private unpad(flags: number, payload: Buffer, skip = 0): Buffer {
+    if (!(flags & Flag.PADDED)) return skip ? checkedSlice(payload, skip, payload.length) : payload;
     if (payload.length < 1) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without its pad length');
     const pad = payload[0] as number;
-    return this.checkedSlice(streamId, payload, 1 + skip, payload.length - pad);
-  }
-
-  private checkedSlice(_streamId: number, payload: Buffer, from: number, to: number): Buffer {
-    if (to < from) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the frame');
-    return payload.subarray(from, to);
+    return checkedSlice(payload, 1 + skip, payload.length - pad);
   }
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
@@ -407,7 +402,7 @@ export class H2Session {
     const length = payload.length;
     this.recvAvailable -= length;
     if (this.recvAvailable < 0) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'the client sent past the connection window');
-    const data = this.unpad(flags, streamId, payload);
+    const data = this.unpad(flags, payload);
     const stream = this.streams.get(streamId);
     if (!stream) {
       this.consumed(undefined, length);
@@ -431,7 +426,7 @@ export class H2Session {
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0 || streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
-    const fragment = this.unpad(flags, streamId, payload, flags & Flag.PRIORITY ? 5 : 0);
+    const fragment = this.unpad(flags, payload, flags & Flag.PRIORITY ? 5 : 0);
     const endStream = (flags & Flag.END_STREAM) !== 0;
     if (flags & Flag.END_HEADERS) {
       this.onHeaderBlock(streamId, endStream, fragment);
@@ -496,7 +491,7 @@ export class H2Session {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM must be 4 bytes');
     if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
-    this.streams.get(streamId)?.closedByPeer();
+    this.streams.get(streamId)?.drop();
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
@@ -576,10 +571,15 @@ export class H2Session {
     this.ended = true;
     this.out = [];
     this.blocked.clear();
-    for (const stream of [...this.streams.values()]) stream.closedByPeer();
+    for (const stream of [...this.streams.values()]) stream.drop();
     this.streams.clear();
     for (const fn of this.closeListeners.splice(0)) fn();
   }
+}
+
+function checkedSlice(payload: Buffer, from: number, to: number): Buffer {
+  if (to < from) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the frame');
+  return payload.subarray(from, to);
 }
 
 /** The length in the frame header at `at`; a frame over the size we allow is a connection error. */
@@ -667,7 +667,7 @@ export class H2Stream {
   remoteEnd(): void {
     this.remoteEnded = true;
     this.wakeReader();
-    if (this.localEnded) this.finishClose();
+    if (this.localEnded) this.drop();
   }
 
   private wakeReader(): void {
@@ -754,17 +754,12 @@ export class H2Stream {
    */
   private localEnd(): void {
     this.localEnded = true;
-    if (this.remoteEnded) this.finishClose();
+    if (this.remoteEnded) this.drop();
     else this.reset(ErrorCode.NO_ERROR);
   }
 
-  private finishClose(): void {
-    this.session.forget(this);
-    this.closedNow();
-  }
-
-  /** Reset by the client, or the connection went away. */
-  closedByPeer(): void {
+  /** Close without sending anything: both sides ended, the client reset the stream, or the connection went away. */
+  drop(): void {
     if (this.closed) return;
     this.session.forget(this);
     this.closedNow();
