@@ -24,8 +24,27 @@ export interface IdleTrim {
   trimNow(): number;
 }
 
-/** V8's gc() without starting node with --expose-gc: the flag also works once set at run time, in a new context. */
+let gcOnce: (() => void) | null | undefined;
+
+/**
+ * V8's gc() without starting node with --expose-gc: the flag also works once set at run time, in a
+ * new context. Made once per process (node:vm's first load and a context cost a few ms).
+ */
 function exposedGc(): (() => void) | undefined {
+  if (gcOnce === undefined) gcOnce = makeGc() ?? null;
+  return gcOnce ?? undefined;
+}
+
+/**
+ * Does now what {@link trimMemoryWhenIdle}'s first call would otherwise do: load node:vm and make
+ * the gc() it uses. For a process that waits for work (berth's spare shim) and starts trimming
+ * once the work comes.
+ */
+export function prepareIdleTrim(): void {
+  exposedGc();
+}
+
+function makeGc(): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
     const { runInNewContext } = require('node:vm') as typeof import('node:vm');

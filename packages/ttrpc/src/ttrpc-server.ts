@@ -9,6 +9,7 @@ import {
   NotImplementedError,
   type RequestContext,
 } from '@berth/plugin-api';
+import { existsSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type protobuf from 'protobufjs';
@@ -80,8 +81,12 @@ export class TtrpcServer {
   /** Serves on a unix socket, mode 0600 from the moment it exists. A stale socket file is replaced. */
   async listen(socketPath: string): Promise<void> {
     if (this.server) throw new Error(`ttrpc server already listening on ${this.socketPath}`);
-    if (await socketAnswers(socketPath)) throw new Error(`cannot listen on ${socketPath}: another server answers there`);
-    await rm(socketPath, { force: true });
+    // Only a file already there is probed and removed (synchronously: one unlink, no thread-pool
+    // round trip on a shim's way to listening).
+    if (existsSync(socketPath)) {
+      if (await socketAnswers(socketPath)) throw new Error(`cannot listen on ${socketPath}: another server answers there`);
+      rmSync(socketPath, { force: true });
+    }
     const server = createServer((socket) => this.serve(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(new Error(`cannot listen on ${socketPath}: ${err.message}`)));

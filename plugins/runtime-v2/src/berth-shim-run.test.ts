@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { shimSocketPath } from '@berth/shim';
-import { type Berthd, cleanupNamespace, prepareRootfs, run, shimPids, skipReason, startBerthd } from './test-harness.js';
+import { alive, type Berthd, cleanupNamespace, kill, pidsWith, prepareRootfs, run, shimPids, skipReason, sleep, startBerthd } from './test-harness.js';
 
 const BERTH_SHIM_MAIN = fileURLToPath(new URL('../../shim/dist/main.js', import.meta.url));
 
@@ -46,6 +46,28 @@ describe("ctr run against berthd with berth's own shim (the default for io.conta
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** berthd's spare shim: its own child, waiting with `-spare` (until a group takes it, which rewrites its command line). */
+  const spares = () => pidsWith('-address', (daemon as Berthd).address, '-spare');
+  async function until(what: string, ok: () => boolean): Promise<void> {
+    for (const deadline = Date.now() + 15_000; !ok(); await sleep(50)) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${daemon?.logs().slice(-3000)}`);
+    }
+  }
+  const parentOf = (pid: number) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  };
+
+  test("a namespace's first container runs in berthd's spare shim; no new spare while that shim lives", async () => {
+    await until('berthd keeps a spare shim', () => spares().length === 1);
+    const [spare] = spares() as [number];
+    assert.equal(parentOf(spare), (daemon as Berthd).process.pid, "the spare is berthd's child");
+    const echo = await ctr(['run', '--rm', '--rootfs', rootfs, id('bs-first'), '/bin/echo', 'first']);
+    assert.deepEqual([echo.code, echo.stdout], [0, 'first\n'], echo.stderr);
+    assert.deepEqual(shimPids(namespace), [spare], 'the spare became the namespace\'s shim, and shows its namespace');
+    assert.deepEqual(spares(), []);
+  });
+
   test('one shim serves the containers of a namespace; berthd reuses it without start', async () => {
     const echo = await ctr(['run', '--rm', '--rootfs', rootfs, id('bs-echo'), '/bin/echo', 'hi']);
     assert.deepEqual([echo.code, echo.stdout], [0, 'hi\n'], echo.stderr);
@@ -80,5 +102,15 @@ describe("ctr run against berthd with berth's own shim (the default for io.conta
       assert.match(rm.stderr, /exit with non-zero exit code 137/);
       assert.equal((await ctr(['containers', 'rm', name])).code, 0);
     }
+  });
+
+  test('a spare comes back once no shim lives, and goes when berthd stops', async () => {
+    const [shim] = shimPids(namespace);
+    assert.ok(shim, 'the namespace shim lingers after its containers');
+    kill(shim as number, 'SIGTERM');
+    await until('a new spare', () => spares().length === 1);
+    const [spare] = spares() as [number];
+    await (daemon as Berthd).stop();
+    await until('the spare is gone with berthd', () => !alive(spare));
   });
 });

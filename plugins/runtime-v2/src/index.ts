@@ -41,6 +41,13 @@ const defaults = {
    * again. 0 exits at once, as under containerd.
    */
   shim_idle_ms: 30_000,
+  /**
+   * While no shim berthd started lives, keep one spare berth shim (a Node
+   * process that has loaded its code and waits, ~45 MiB resident), so the
+   * first container after an idle spell skips Node's start-up. Only when
+   * berth's shim serves io.containerd.runc.v2. false: none.
+   */
+  spare_shim: true,
 };
 
 /** The host policy of each task manager this package made, for its spec modifier. */
@@ -76,6 +83,7 @@ export const runtimeV2Plugin = definePlugin({
       log: ctx.log,
       timeouts: { start: ctx.config.shim_start_timeout_ms },
       shimIdleMs: ctx.config.shim_idle_ms,
+      spareShim: ctx.config.spare_shim,
     });
     policies.set(manager, {
       allowedHostPaths: ctx.config.allowed_host_paths,

@@ -35,7 +35,7 @@ interface Output {
 const DRAIN_MS = 100;
 
 /** A shim's environment: berthd's, with where to publish events (and how long berth's shim lingers). */
-export function shimEnvironment(cmd: ShimCommand): NodeJS.ProcessEnv {
+export function shimEnvironment(cmd: Pick<ShimCommand, 'ttrpcAddress' | 'shimIdleMs'>): NodeJS.ProcessEnv {
   return {
     ...process.env,
     TTRPC_ADDRESS: cmd.ttrpcAddress,

@@ -224,7 +224,7 @@ esac
     assert.equal(task.bundle, join(run, 'state', 'ns1', 'c1'));
     assert.equal(readFileSync(join(task.bundle, 'address'), 'utf8'), `unix://${shim.socket}`);
     assert.deepEqual(binaryCalls(), [`start -namespace ns1 -address ${join(run, 'berthd.sock')} -publish-binary /bin/true -id c1 start`]);
-    assert.deepEqual(shim.calls, ['Connect c1', 'Create c1 true /fifo/out containerd.runc.v1.Options']);
+    assert.deepEqual(shim.calls, ['Create c1 true /fifo/out containerd.runc.v1.Options'], 'Create straight after start, as containerd does');
     await assert.rejects(create(m, 'c1'), (err: Error) => err instanceof AlreadyExistsError && err.message === 'task c1: already exists');
     assert.equal(m.get(ns, 'c1'), task);
     assert.deepEqual(m.tasks(ns), [task]);

@@ -21,6 +21,7 @@ import {
   groupOfSpec,
   runcOptionsFromAny,
   SHIM_MAIN,
+  ShimLauncher,
   shimSnapshotStatus,
   shimSocketPath,
   socketRefuses,
@@ -32,7 +33,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { Bundle, BundleFile } from './bundle.js';
 import { mergeRuntimeOptions } from './runtime-options.js';
-import { BERTH_SHIM, type RuntimeResolver } from './runtime-resolver.js';
+import { BERTH_SHIM, RUNC_V2, type RuntimeResolver } from './runtime-resolver.js';
 import { deleteShim, type ShimCommand, shimEnvironment, startShim } from './shim-binary.js';
 import { ShimConnection } from './shim-connection.js';
 import { ShimLog } from './shim-log.js';
@@ -56,6 +57,13 @@ export interface ShimTaskManagerOptions {
   readonly berthShimSocketDir?: string;
   /** Passed to berth's shims (BERTH_SHIM_IDLE_MS): how long an empty group shim waits for the next container. */
   readonly shimIdleMs?: number;
+  /**
+   * Keep a spare berth shim while none of the shims this berthd started
+   * lives (ShimLauncher), when berth's own shim is what ctr's default runtime
+   * (io.containerd.runc.v2) resolves to: a group's first container then
+   * skips Node's start-up.
+   */
+  readonly spareShim?: boolean;
 }
 
 export interface ShimTimeouts {
@@ -96,6 +104,15 @@ function isShippedBerthShim(binary: string): boolean {
   }
 }
 
+/** Whether ctr's default runtime runs the berth shim this berthd ships (what a spare shim can serve). */
+function servesByDefault(resolver: RuntimeResolver): boolean {
+  try {
+    return isShippedBerthShim(resolver.resolve(RUNC_V2));
+  } catch {
+    return false;
+  }
+}
+
 /** The same kind of error with a prefix, as containerd wraps with `%w`. */
 function wrap(prefix: string, err: unknown): Error {
   return errorFromGrpc(grpcCodeOf(err), `${prefix}: ${errorMessage(err)}`);
@@ -119,16 +136,24 @@ export class ShimTaskManager implements TaskManager {
   private readonly deleting = new Map<string, Promise<TaskExit>>();
   private readonly connections = new Map<string, Promise<ShimConnection>>();
   private readonly timeouts: ShimTimeouts;
+  /** Starts berth's `serve` processes for the shim this berthd ships, and keeps its spare. */
+  private readonly launcher: ShimLauncher;
   private closed = false;
 
   constructor(private readonly opts: ShimTaskManagerOptions) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    const spare = opts.spareShim && servesByDefault(opts.resolver);
+    this.launcher = new ShimLauncher({
+      ...(spare ? { spare: this.shimOrigin() } : {}),
+      log: (level, msg, fields) => opts.log[level](msg, fields),
+    });
     // Once, off the start-up path: whether berth's shim starts from its V8 snapshot (and the
-    // snapshot's inputs read, so that a group's first container does not wait for that).
+    // snapshot's inputs read, so that a group's first container does not wait for that); then the spare.
     setTimeout(() => {
       if (this.closed) return;
       const snapshot = shimSnapshotStatus();
       opts.log.info('berth shim start-up snapshot', snapshot.usable ? { inUse: true } : { inUse: false, reason: snapshot.reason });
+      this.launcher.keepSpare();
     }, 0).unref();
   }
 
@@ -230,6 +255,7 @@ export class ShimTaskManager implements TaskManager {
   /** Leaves shims running (they outlive berthd, as containerd's do); waits for cleanups under way. */
   async close(): Promise<void> {
     this.closed = true;
+    this.launcher.close();
     const cleanups = [...this.byKey.values()].map((t) => t.whenLost()).filter((p) => p !== undefined);
     for (const conn of this.connections.values()) conn.then((c) => c.close()).catch(() => {});
     this.connections.clear();
@@ -262,6 +288,12 @@ export class ShimTaskManager implements TaskManager {
     };
   }
 
+  /** What every shim of this berthd is started with: the same for each group, so a spare can serve any. */
+  private shimOrigin() {
+    const { grpcAddress: address, publishBinary, ttrpcAddress, shimIdleMs } = this.opts;
+    return { address, publishBinary, env: shimEnvironment({ ttrpcAddress, ...(shimIdleMs ? { shimIdleMs } : {}) }) };
+  }
+
   private shimLog(namespace: string, id: string, bundle: Bundle, binary: string): ShimLog | undefined {
     try {
       return new ShimLog(bundle.logPath, this.opts.log.child({ namespace, id, shim: basename(binary) }));
@@ -289,9 +321,10 @@ export class ShimTaskManager implements TaskManager {
         }
         started = true;
         conn = await this.connection(address);
-        // Held from now on, so a shim shared with other tasks is not closed under this create.
+        // Held from now on, so a shim shared with other tasks is not closed under this create. No
+        // Connect first, as containerd sends none: `start` started the shim for this id, or
+        // reserved the group's running one for it (berth's).
         conn.tasks.add(key);
-        await conn.task.unary('Connect', { id }, { namespace, timeoutMs: this.timeouts.connect });
       }
       let pid: number;
       try {
@@ -383,6 +416,7 @@ export class ShimTaskManager implements TaskManager {
       bundle: cmd.bundle,
       options: runcOptionsFromAny(options),
       env: shimEnvironment(cmd),
+      launcher: this.launcher,
     });
   }
 

@@ -22,7 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(pkg, 'dist');
 const out = join(dist, 'snapshot');
-const { SHIM_NODE_FLAGS } = await import(pathToFileURL(join(dist, 'start-command.js')).href);
+const { SHIM_NODE_FLAGS } = await import(pathToFileURL(join(dist, 'launcher.js')).href);
 const { SNAPSHOT_BLOB, SNAPSHOT_INFO, SNAPSHOT_BUNDLE } = await import(pathToFileURL(join(dist, 'snapshot.js')).href);
 
 rmSync(out, { recursive: true, force: true });

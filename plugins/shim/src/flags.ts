@@ -10,6 +10,8 @@ export interface ShimFlags {
   /** berth's own: the socket `serve` listens on and the group it serves (start computes both). */
   readonly socket: string;
   readonly group: string;
+  /** berth's own: `serve` as a spare, which learns its group (namespace, id, socket) on descriptor 3. */
+  readonly spare: boolean;
   readonly command: string;
   readonly args: readonly string[];
 }
@@ -23,7 +25,7 @@ const VALUE_FLAGS: Record<string, keyof ShimFlags> = {
   socket: 'socket',
   group: 'group',
 };
-const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: 'debug', v: 'version', version: 'version' };
+const BOOL_FLAGS: Record<string, keyof ShimFlags> = { debug: 'debug', v: 'version', version: 'version', spare: 'spare' };
 
 /** Parses Go's flag syntax (`-name value`, `-name=value`, `--name`), stopping at the first non-flag. */
 export function parseFlags(argv: readonly string[]): ShimFlags {
@@ -37,6 +39,7 @@ export function parseFlags(argv: readonly string[]): ShimFlags {
     version: false,
     socket: '',
     group: '',
+    spare: false,
   };
   let i = 0;
   for (; i < argv.length; i++) {

@@ -11,7 +11,8 @@ export {
   shimLockPath,
   shimSocketPath,
 } from './socket-address.js';
-export { SHIM_MAIN, type StartRequest, shimSnapshotStatus, startGroupShim } from './start-command.js';
+export { SHIM_MAIN, type ServeTarget, ShimLauncher, type ShimLauncherOptions, type ShimOrigin, shimSnapshotStatus } from './launcher.js';
+export { type StartRequest, startGroupShim } from './start-command.js';
 export { reserveShim, shimContainers, socketRefuses } from './ttrpc-probe.js';
 
 /** The shim binary berthd and containerd run (`io.containerd.berth.v1` resolves to it). */

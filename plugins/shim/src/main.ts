@@ -19,7 +19,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (flags.version) {
-    const { shimSnapshotStatus } = await import('./start-command.js');
+    const { shimSnapshotStatus } = await import('./launcher.js');
     const snapshot = shimSnapshotStatus();
     process.stdout.write(
       `containerd-shim-berth-v1:\n  Version:  ${VERSION}\n  Revision: berth\n  Node version: ${process.version}\n` +

@@ -1,11 +1,21 @@
 import { errorMessage } from '@berth/plugin-api';
-import { flock, LOCK_EX, LOCK_NB, returnFreedMemoryPromptly, setChildSubreaper, trimMemoryWhenIdle } from '@berth/sys';
+import {
+  flock,
+  LOCK_EX,
+  LOCK_NB,
+  prepareIdleTrim,
+  releaseFreeMemory,
+  returnFreedMemoryPromptly,
+  setChildSubreaper,
+  trimMemoryWhenIdle,
+} from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
-import { closeSync, constants, existsSync, fstatSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import type { ContainerContext } from './container.js';
 import { EventPublisher } from './event-publisher.js';
 import { REPORT_FD_ENV, type ShimFlags } from './flags.js';
 import { OomWatcher } from './oom-watcher.js';
+import { commandLine, setCommandLine } from './proc-title.js';
 import { Reaper } from './reaper.js';
 import { ShimLogger, ShimLogSink } from './shim-log.js';
 import { SHIM_INFO_SERVICE, shimProtoRoot, TASK_SERVICE } from './shim-proto.js';
@@ -42,6 +52,80 @@ function report(fd: number | undefined, line: string): boolean {
   return true;
 }
 
+/** One line from the blocking descriptor `fd`, without its newline; undefined at end-of-file. */
+function readLineBlocking(fd: number): string | undefined {
+  const buf = Buffer.alloc(4096);
+  let text = '';
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EINTR' && code !== 'EAGAIN') throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); // a non-blocking descriptor after all
+      continue;
+    }
+    if (n === 0) return undefined;
+    text += buf.toString('utf8', 0, n);
+    const nl = text.indexOf('\n');
+    if (nl !== -1) return text.slice(0, nl);
+  }
+}
+
+/**
+ * A spare (`serve -spare`, kept by berthd's ShimLauncher): does the slow
+ * part of a shim's start now (koffi, the subreaper), reports `ready`, then
+ * waits, blocked, for its group: one line of JSON, `{namespace, id, socket,
+ * group, debug}`. Its command line then shows the flags a shim started for
+ * that group has (`-namespace NS … -id ID -socket S -group G serve`).
+ * Undefined at end-of-file: the launcher is gone, and the spare leaves.
+ */
+function waitAsSpare(flags: ShimFlags, fd: number | undefined): ShimFlags | undefined {
+  if (fd === undefined) throw new Error("-spare needs its launcher's descriptor");
+  setChildSubreaper();
+  returnFreedMemoryPromptly();
+  prepareIdleTrim(); // trimming itself starts with the work: the wait below would count as a busy spell
+  // net.Server#listen loads node:cluster the first time (some 4 ms here): loaded now, not after the assignment.
+  process.getBuiltinModule('node:cluster');
+  releaseFreeMemory();
+  writeSync(fd, 'ready\n');
+  const line = readLineBlocking(fd);
+  if (line === undefined) return undefined;
+  const a = JSON.parse(line) as Partial<Record<'namespace' | 'id' | 'socket' | 'group', unknown>> & { debug?: unknown };
+  const text = (v: unknown) => (typeof v === 'string' ? v : '');
+  const assigned: ShimFlags = {
+    ...flags,
+    spare: false,
+    namespace: text(a.namespace),
+    id: text(a.id),
+    socket: text(a.socket),
+    group: text(a.group),
+    debug: a.debug === true,
+  };
+  if (!assigned.namespace || !assigned.id || !assigned.socket) throw new Error(`a spare needs a namespace, an id and a socket: ${line}`);
+  const argv = commandLine();
+  const at = argv.indexOf('-address');
+  setCommandLine([
+    ...argv.slice(0, at === -1 ? argv.length : at),
+    '-namespace',
+    assigned.namespace,
+    '-address',
+    assigned.address,
+    '-publish-binary',
+    assigned.publishBinary,
+    '-id',
+    assigned.id,
+    '-socket',
+    assigned.socket,
+    '-group',
+    assigned.group,
+    ...(assigned.debug ? ['-debug'] : []),
+    'serve',
+  ]);
+  return assigned;
+}
+
 /**
  * Takes the group lock for good (the process is about to exit) and unlinks
  * its file, so a `start` that waited on it sees a stale file and takes the
@@ -72,10 +156,21 @@ function lockAndUnlink(path: string): boolean {
 /**
  * The long-lived shim: a child subreaper serving containerd.task.v2.Task
  * (and berth.shim.v1.Shim) on the group's socket, until its last container
- * is deleted.
+ * is deleted. With `-spare`, it first waits for its group (waitAsSpare).
  */
-export async function serve(flags: ShimFlags): Promise<void> {
+export async function serve(given: ShimFlags): Promise<void> {
   const reportFd = takeReportFd();
+  let flags = given;
+  if (flags.spare) {
+    try {
+      const assigned = waitAsSpare(flags, reportFd);
+      if (!assigned) process.exit(0);
+      flags = assigned;
+    } catch (err) {
+      if (!report(reportFd, `error: ${errorMessage(err)}`)) process.stderr.write(`containerd-shim-berth-v1 serve: ${errorMessage(err)}\n`);
+      process.exit(1);
+    }
+  }
   // Set by berthd (BERTH_SHIM_IDLE_MS): an empty shim stays this long, Shutdown or not, so the next
   // container of its group starts without a new Node process. Unset (containerd), the shim leaves as
   // the stock one does.

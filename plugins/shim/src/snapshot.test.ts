@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type SnapshotInfo, snapshotProblem } from './snapshot.js';
-import { shimSnapshotStatus } from './start-command.js';
+import { shimSnapshotStatus } from './launcher.js';
 
 const FLAGS = ['--lite-mode'];
 

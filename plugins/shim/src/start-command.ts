@@ -1,5 +1,4 @@
 import { flock, LOCK_EX, LOCK_NB } from '@berth/sys';
-import { spawn } from 'node:child_process';
 import {
   closeSync,
   constants,
@@ -14,28 +13,13 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { REPORT_FD_ENV, type ShimFlags } from './flags.js';
+import type { ShimFlags } from './flags.js';
+import { ShimLauncher } from './launcher.js';
 import { type RuncOptions, runcOptionsFromAnyBytes } from './runc-options.js';
-import { SNAPSHOT_BLOB, snapshotStatus } from './snapshot.js';
 import { groupOfSpec, SHIM_SOCKET_DIR, shimLockPath, shimSocketPath } from './socket-address.js';
 import { reserveShim } from './ttrpc-probe.js';
 
 const LOCK_TIMEOUT_MS = 20_000;
-/** `serve`'s descriptor for its ready report: the pipe after stdin, stdout and stderr. */
-const REPORT_FD = 3;
-const READY_TIMEOUT_MS = 20_000;
-
-/** The shim's entry point (the `containerd-shim-berth-v1` bin): what `start` runs `serve` from. */
-export const SHIM_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
-
-/**
- * V8 settings for the long-lived shim, which mostly waits: a small young
- * generation, and lite mode (no optimising compilers, lazy feedback), which
- * saves about 8 MiB of resident memory; the copying of stdio happens in
- * libuv either way.
- */
-export const SHIM_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=256', '--lite-mode'];
 
 /** What starting a group shim needs: start's flags and stdin, or the same from berthd in-process. */
 export interface StartRequest {
@@ -50,7 +34,12 @@ export interface StartRequest {
   readonly options: RuncOptions;
   /** The shim's environment (TTRPC_ADDRESS, BERTH_SHIM_IDLE_MS); this process's when absent. */
   readonly env?: NodeJS.ProcessEnv;
+  /** What starts `serve` (berthd's keeps a spare); a plain one when absent. */
+  readonly launcher?: ShimLauncher;
 }
+
+/** For `start` in its own process, which keeps no spare: it exits once the shim listens. */
+const plainLauncher = new ShimLauncher();
 
 /** `start`: {@link startGroupShim} with start's flags and its stdin (the runtime options as an Any). */
 export function startCommand(flags: ShimFlags, stdin: Buffer): Promise<string> {
@@ -86,15 +75,15 @@ export async function startGroupShim(req: StartRequest): Promise<string> {
     if (!(await reserveShim(socket, req.id))) {
       let pid: number | undefined;
       try {
-        pid = await spawnShim(req, socket, group);
+        pid = await (req.launcher ?? plainLauncher).launch(
+          { address: req.address, publishBinary: req.publishBinary, ...(req.env ? { env: req.env } : {}) },
+          { namespace: req.namespace, id: req.id, socket, group, ...(req.debug ? { debug: true } : {}) },
+        );
       } catch (err) {
         // A shim that came up outside the lock serves the group as well.
         if (!(await reserveShim(socket, req.id))) throw err;
       }
-      if (pid !== undefined) {
-        if (req.options.shimCgroup) joinCgroup(pid, req.options.shimCgroup);
-        adjustOomScore(pid);
-      }
+      if (pid !== undefined && req.options.shimCgroup) joinCgroup(pid, req.options.shimCgroup);
     }
   } finally {
     closeSync(lock); // releases the lock
@@ -143,79 +132,6 @@ function sameFile(fd: number, path: string): boolean {
   }
 }
 
-/**
- * Whether `serve` starts from the V8 start-up snapshot here, or why not. The
- * first call reads the snapshot's inputs to compare them with the build (some
- * 8 ms); later ones only stat them. berthd calls it at start-up, so a group's
- * first container does not pay that.
- */
-export function shimSnapshotStatus(): { readonly usable: boolean; readonly reason: string } {
-  return snapshotStatus(SHIM_NODE_FLAGS);
-}
-
-/**
- * Starts `serve` detached (own session, stdio on /dev/null: containerd reads
- * start's output until EOF, so nothing of it may stay open in the shim) and
- * waits for its one-line report on descriptor 3.
- */
-async function spawnShim(req: StartRequest, socket: string, group: string): Promise<number> {
-  const env: NodeJS.ProcessEnv = { ...(req.env ?? process.env), [REPORT_FD_ENV]: String(REPORT_FD) };
-  // The shim makes no TLS connection, and node parses every certificate of NODE_EXTRA_CA_CERTS
-  // (and its whole root store with them) before it runs a line: 40 of 60 ms of start-up here.
-  delete env.NODE_EXTRA_CA_CERTS;
-  // From the start-up snapshot when it was built for this node and this code; from main.js
-  // otherwise, and when NODE_OPTIONS is set (node refuses a snapshot under other V8 flags).
-  const entry = !env.NODE_OPTIONS && shimSnapshotStatus().usable ? ['--snapshot-blob', SNAPSHOT_BLOB, '--'] : [SHIM_MAIN];
-  const args = [
-    ...SHIM_NODE_FLAGS,
-    ...entry,
-    '-namespace',
-    req.namespace,
-    '-address',
-    req.address,
-    '-publish-binary',
-    req.publishBinary,
-    '-id',
-    req.id,
-    '-socket',
-    socket,
-    '-group',
-    group,
-    ...(req.debug ? ['-debug'] : []),
-    'serve',
-  ];
-  const child = spawn(process.execPath, args, {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-    cwd: '/',
-    env,
-  });
-  const report = child.stdio[REPORT_FD] as NodeJS.ReadableStream & { destroy(): void };
-  const line = await new Promise<string>((resolve) => {
-    let text = '';
-    const timer = setTimeout(() => resolve(`error: the shim did not report in ${READY_TIMEOUT_MS} ms`), READY_TIMEOUT_MS);
-    report.on('data', (d: Buffer) => {
-      text += d.toString();
-      if (text.includes('\n')) {
-        clearTimeout(timer);
-        resolve(text.split('\n')[0] as string);
-      }
-    });
-    report.on('error', () => {});
-    report.on('end', () => {
-      clearTimeout(timer);
-      resolve(text.split('\n')[0] || `error: the shim exited (${child.exitCode ?? child.signalCode}) before listening`);
-    });
-  });
-  report.destroy();
-  child.unref();
-  if (line !== 'ok') {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    throw new Error(`cannot start the shim: ${line.replace(/^error: /, '')}`);
-  }
-  return child.pid as number;
-}
-
 /** Puts the shim in ShimCgroup, on every v1 hierarchy that has it, or the v2 one. */
 function joinCgroup(pid: number, cgroup: string): void {
   const root = '/sys/fs/cgroup';
@@ -229,12 +145,4 @@ function joinCgroup(pid: number, cgroup: string): void {
     joined = true;
   }
   if (!joined) throw new Error(`ShimCgroup ${cgroup} does not exist`);
-}
-
-/** One above the caller's (containerd's) score, as the stock shim sets it: the shim is killed before the daemon. */
-function adjustOomScore(pid: number): void {
-  try {
-    const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim());
-    writeFileSync(`/proc/${pid}/oom_score_adj`, String(Math.min(1000, own + 1)));
-  } catch {}
 }

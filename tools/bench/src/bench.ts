@@ -18,7 +18,7 @@ import {
   type Workload,
 } from './metrics.js';
 import { resetNamespace } from './namespace-reset.js';
-import { endShims } from './shims.js';
+import { endShims, engineAndShimsRssKiB } from './shims.js';
 import { readCpuMs, readMemory } from './process-stats.js';
 import {
   type ApplyLayerSummary,
@@ -52,7 +52,8 @@ export const CLIENT_INGEST_GOAL_PERCENT = 70;
 /** The goal for berth's apply of one uncompressed layer: at most this many times `tar -x`'s time. */
 export const APPLY_LAYER_GOAL_RATIO = 2;
 
-const MEMORY_NOTE = 'the engine process alone, no containers running; with 20 running containers, shims included, see rss-20-running';
+const MEMORY_NOTE =
+  'the engine process alone, no containers running; "with shims" adds the shim processes still up after the workload (berthd\'s spare shim); with 20 running containers, shims included, see rss-20-running';
 
 /** Why the bench cannot run here (undefined when it can). */
 export async function whyNotRunnable(): Promise<string | undefined> {
@@ -230,7 +231,11 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
   const memory: BenchReport['memory'] & Partial<Record<EngineName, EngineMemory>> = {
     note: MEMORY_NOTE,
     ...Object.fromEntries(
-      engines.map((e) => [e.name, { pid: e.pid, idle: idle.get(e.name) ?? readMemory(e.pid), afterWorkload: readMemory(e.pid) }]),
+      engines.map((e) => {
+        const withShims = engineAndShimsRssKiB(e.pid, e.address);
+        const afterWorkloadWithShims = { rssKiB: withShims.rssKiB, shims: withShims.shims };
+        return [e.name, { pid: e.pid, idle: idle.get(e.name) ?? readMemory(e.pid), afterWorkload: readMemory(e.pid), afterWorkloadWithShims }];
+      }),
     ),
   };
 

@@ -41,6 +41,8 @@ export interface EngineMemory {
   readonly idle: MemoryStats;
   /** After the whole workload (every container of the bench deleted by then). */
   readonly afterWorkload: MemoryStats;
+  /** The same moment, VmRSS of the engine and the shims still up (berthd's spare), KiB. */
+  readonly afterWorkloadWithShims?: { readonly rssKiB: number; readonly shims: number };
 }
 
 export interface ClientIngestSummary {
@@ -227,7 +229,10 @@ export function formatReport(r: BenchReport): string {
     const e = r.memory[name];
     if (!e) continue;
     out.push(
-      `  ${name.padEnd(10)} pid ${String(e.pid).padEnd(8)} after the workload ${fmtMiB(e.afterWorkload.rssKiB).padStart(10)}   idle ${fmtMiB(e.idle.rssKiB).padStart(10)}   peak ${fmtMiB(e.afterWorkload.hwmKiB).padStart(10)}`,
+      `  ${name.padEnd(10)} pid ${String(e.pid).padEnd(8)} after the workload ${fmtMiB(e.afterWorkload.rssKiB).padStart(10)}   idle ${fmtMiB(e.idle.rssKiB).padStart(10)}   peak ${fmtMiB(e.afterWorkload.hwmKiB).padStart(10)}` +
+        (e.afterWorkloadWithShims
+          ? `   with shims ${fmtMiB(e.afterWorkloadWithShims.rssKiB).padStart(10)} (${e.afterWorkloadWithShims.shims} shim${e.afterWorkloadWithShims.shims === 1 ? '' : 's'})`
+          : ''),
     );
   }
 
