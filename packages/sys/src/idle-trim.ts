@@ -44,6 +44,16 @@ export function prepareIdleTrim(): void {
   exposedGc();
 }
 
+/**
+ * A full garbage collection, then malloc_trim: what a trim does, once, now. Returns the resident
+ * set size after it, bytes.
+ */
+export function trimMemoryNow(): number {
+  exposedGc()?.();
+  releaseFreeMemory();
+  return process.memoryUsage.rss();
+}
+
 function makeGc(): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
@@ -75,12 +85,7 @@ export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
   const intervalMs = opts.intervalMs ?? 1000;
   const idleBelow = opts.idleBelow ?? 0.5;
   const growthBytes = opts.growthBytes ?? 16 * 1024 * 1024;
-  const gc = exposedGc();
-  const trimNow = (): number => {
-    gc?.();
-    releaseFreeMemory();
-    return process.memoryUsage.rss();
-  };
+  const trimNow = trimMemoryNow;
   let baseline = process.memoryUsage.rss();
   /** An interval at or over `idleBelow` came since the last trim: a burst, whose leftovers a trim returns. */
   let burst = false;

@@ -27,6 +27,7 @@ export {
   signalEventfd,
   watchReadable,
 } from './process.js';
+export { prepareNativeCalls } from './prepare.js';
 export { posixSpawn, type SpawnOptions } from './spawn.js';
 export {
   acceptConnection,
@@ -39,7 +40,7 @@ export {
   UNIX_PATH_MAX,
 } from './socket.js';
 export { getWindowSize, openPty, setWindowSize, type WindowSize } from './terminal.js';
-export { type IdleTrim, type IdleTrimOptions, prepareIdleTrim, trimMemoryWhenIdle } from './idle-trim.js';
+export { type IdleTrim, type IdleTrimOptions, prepareIdleTrim, trimMemoryNow, trimMemoryWhenIdle } from './idle-trim.js';
 export { releaseFreeMemory, returnFreedMemoryPromptly } from './malloc.js';
 export { makedev, mknod, S_IFBLK, S_IFCHR, S_IFIFO, splitDev } from './mknod.js';
 export { fsetxattr, lgetxattr, lgetxattrs, llistxattr, lsetxattr } from './xattr.js';

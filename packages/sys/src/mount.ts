@@ -20,14 +20,19 @@ export const UmountFlag = { FORCE: 1, DETACH: 2, NOFOLLOW: 8 } as const;
 let mountFn: ((src: string, target: string, type: string | null, flags: number, data: string | null) => number) | undefined;
 let umountFn: ((target: string, flags: number) => number) | undefined;
 
-export function mount(source: string, target: string, type: string | null, flags: number, data: string | null): void {
+/** Declares mount(2) and umount2(2) with koffi now rather than at their first call. */
+export function declareMountFunctions(): { mount: NonNullable<typeof mountFn>; umount: NonNullable<typeof umountFn> } {
   mountFn ??= libc().func('int mount(const char *src, const char *target, const char *type, unsigned long flags, const char *data)') as NonNullable<typeof mountFn>;
-  check('mount', mountFn(source, target, type, flags, data), `${type ?? ''} ${source} on ${target}`);
+  umountFn ??= libc().func('int umount2(const char *target, int flags)') as NonNullable<typeof umountFn>;
+  return { mount: mountFn, umount: umountFn };
+}
+
+export function mount(source: string, target: string, type: string | null, flags: number, data: string | null): void {
+  check('mount', declareMountFunctions().mount(source, target, type, flags, data), `${type ?? ''} ${source} on ${target}`);
 }
 
 export function umount(target: string, flags = 0): void {
-  umountFn ??= libc().func('int umount2(const char *target, int flags)') as NonNullable<typeof umountFn>;
-  check('umount2', umountFn(target, flags), target);
+  check('umount2', declareMountFunctions().umount(target, flags), target);
 }
 
 /** A mount as containerd describes it (type, source, options as `mount -o` takes them). */

@@ -31,6 +31,11 @@ type Fns = {
 };
 let fns: Fns | undefined;
 
+/** Declares this module's libc functions (prctl, waitid, pipe2, eventfd…) with koffi now rather than at first use. */
+export function declareProcessFunctions(): void {
+  f();
+}
+
 function f(): Fns {
   if (!fns) {
     const lib = libc();

@@ -29,6 +29,11 @@ type Fns = {
 };
 let fns: Fns | undefined;
 
+/** Declares posix_spawn(3) and its helpers with koffi now rather than at the first spawn. */
+export function declareSpawnFunctions(): void {
+  f();
+}
+
 function f(): Fns {
   if (!fns) {
     const lib = libc();

@@ -6,7 +6,11 @@ import { EVENTS_SERVICE, packAny, shimProtoRoot } from './shim-proto.js';
 
 interface Pending {
   readonly namespace: string;
-  readonly envelope: object;
+  readonly topic: string;
+  readonly typeName: string;
+  readonly event: object;
+  /** When it happened: taken as it is queued, not as it is sent. */
+  readonly at: Date;
   attempts: number;
 }
 
@@ -17,6 +21,10 @@ const CALL_TIMEOUT_MS = 5000;
  * Publishes task events to the daemon through the ttrpc Events service at
  * TTRPC_ADDRESS, in order. A daemon that is away (restarting) gets each
  * event retried with a backoff, as containerd's shims do, before it is dropped.
+ * Sending starts on a later turn of the event loop (as the stock shim's
+ * forwarding goroutine does), so the answer to the call that caused an event
+ * is not held up by encoding and sending it: a group shim's first event also
+ * opens the connection, some 10 ms before the answer to its first Create.
  */
 export class EventPublisher {
   private readonly queue: Pending[] = [];
@@ -36,11 +44,19 @@ export class EventPublisher {
       this.log.debug('event not published: no TTRPC_ADDRESS', { topic });
       return;
     }
-    const envelope = { timestamp: toTimestamp(new Date()), namespace, topic, event: packAny(typeName, event) };
-    this.queue.push({ namespace, envelope, attempts: 0 });
-    this.pumping ??= this.pump().finally(() => {
-      this.pumping = undefined;
-    });
+    this.queue.push({ namespace, topic, typeName, event, at: new Date(), attempts: 0 });
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.pumping || this.closed) return;
+    this.pumping = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.pump())
+      .finally(() => {
+        this.pumping = undefined;
+        // Queued after the pump's last look at the queue: send it too.
+        if (this.queue.length > 0) this.schedule();
+      });
   }
 
   /** Resolves once everything queued was sent (or dropped), or after `timeoutMs`. */
@@ -59,7 +75,8 @@ export class EventPublisher {
     while (this.queue.length > 0 && !this.closed) {
       const next = this.queue[0] as Pending;
       try {
-        await this.connection().unary('Forward', { envelope: next.envelope }, { namespace: next.namespace, timeoutMs: CALL_TIMEOUT_MS });
+        const envelope = { timestamp: toTimestamp(next.at), namespace: next.namespace, topic: next.topic, event: packAny(next.typeName, next.event) };
+        await this.connection().unary('Forward', { envelope }, { namespace: next.namespace, timeoutMs: CALL_TIMEOUT_MS });
         this.queue.shift();
       } catch (err) {
         this.client?.close();
@@ -67,7 +84,7 @@ export class EventPublisher {
         next.attempts++;
         if (next.attempts >= MAX_ATTEMPTS) {
           this.queue.shift();
-          this.log.error('dropping event after retries', { topic: (next.envelope as { topic: string }).topic, error: errorMessage(err) });
+          this.log.error('dropping event after retries', { topic: next.topic, error: errorMessage(err) });
         } else {
           await sleep(Math.min(2000, 100 * 2 ** next.attempts));
         }

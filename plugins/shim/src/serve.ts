@@ -4,9 +4,10 @@ import {
   LOCK_EX,
   LOCK_NB,
   prepareIdleTrim,
-  releaseFreeMemory,
+  prepareNativeCalls,
   returnFreedMemoryPromptly,
   setChildSubreaper,
+  trimMemoryNow,
   trimMemoryWhenIdle,
 } from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
@@ -84,11 +85,16 @@ function readLineBlocking(fd: number): string | undefined {
 function waitAsSpare(flags: ShimFlags, fd: number | undefined): ShimFlags | undefined {
   if (fd === undefined) throw new Error("-spare needs its launcher's descriptor");
   setChildSubreaper();
+  prepareNativeCalls();
   returnFreedMemoryPromptly();
   prepareIdleTrim(); // trimming itself starts with the work: the wait below would count as a busy spell
-  // net.Server#listen loads node:cluster the first time (some 4 ms here): loaded now, not after the assignment.
+  // Node loads some built-ins on first use: net.Server#listen node:cluster (some 4 ms here), the idle
+  // trim's eventLoopUtilization node:perf_hooks (3 ms). Loaded now, not after the assignment.
   process.getBuiltinModule('node:cluster');
-  releaseFreeMemory();
+  performance.eventLoopUtilization();
+  // What the snapshot's deserialisation and all of the above left, collected and given back before
+  // the wait: not in the middle of the first container's start.
+  trimMemoryNow();
   writeSync(fd, 'ready\n');
   const line = readLineBlocking(fd);
   if (line === undefined) return undefined;
