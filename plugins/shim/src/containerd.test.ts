@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { SHIM_INFO_SERVICE, shimProtoRoot, TASK_SERVICE } from './shim-proto.js';
 import { SNAPSHOT_BLOB } from './snapshot.js';
 import { DEFAULT_RUNC_ROOT, shimLockPath, shimSocketPath } from './socket-address.js';
+import { alive } from './test-support.js';
 
 /**
  * berth's shim under the real containerd 1.6, driven by the real ctr:
@@ -72,15 +73,6 @@ function zombieChildren(pid: number): number[] {
     }
   }
   return out;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 async function eventually<T>(what: string, get: () => T | Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {

@@ -12,16 +12,7 @@ import { REPORT_FD_ENV } from './flags.js';
 import { SHIM_MAIN, SHIM_NODE_FLAGS, ShimLauncher, type ShimOrigin } from './launcher.js';
 import { SHIM_INFO_SERVICE, shimProtoRoot } from './shim-proto.js';
 import { shimLockPath } from './socket-address.js';
-
-/** Running, not a zombie that nobody reaped yet. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+import { alive } from './test-support.js';
 
 const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
 
@@ -68,6 +59,23 @@ describe('ShimLauncher with a spare', { skip: process.getuid?.() !== 0 && 'needs
     await until('every shim of the test exited', () => [...started].every((p) => !alive(p)));
     started.clear();
   });
+
+  /** `serve -spare` started as the launcher starts it, with its descriptor 3 and what came on it. */
+  const spareByHand = () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, [REPORT_FD_ENV]: '3' };
+    delete env.NODE_EXTRA_CA_CERTS;
+    const child = spawn(process.execPath, [...SHIM_NODE_FLAGS, SHIM_MAIN, '-address', origin.address, '-publish-binary', '/bin/true', '-spare', 'serve'], {
+      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+      env,
+    });
+    started.add(child.pid as number);
+    const control = child.stdio[3] as Socket;
+    let text = '';
+    control.on('data', (d: Buffer) => {
+      text += d.toString();
+    });
+    return { child, control, said: () => text };
+  };
 
   const target = (namespace: string, id = 'c1') => {
     const socket = join(dir, `${namespace}.sock`);
@@ -151,39 +159,20 @@ describe('ShimLauncher with a spare', { skip: process.getuid?.() !== 0 && 'needs
     assert.equal(launcher.sparePid, undefined);
 
     // berthd killed: the spare reads end-of-file on its descriptor and exits by itself.
-    const env: NodeJS.ProcessEnv = { ...process.env, [REPORT_FD_ENV]: '3' };
-    delete env.NODE_EXTRA_CA_CERTS;
-    const child = spawn(process.execPath, [...SHIM_NODE_FLAGS, SHIM_MAIN, '-address', origin.address, '-publish-binary', '/bin/true', '-spare', 'serve'], {
-      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
-      env,
-    });
-    started.add(child.pid as number);
-    const control = child.stdio[3] as Socket;
-    const [ready] = (await new Promise((resolve) => control.once('data', (d: Buffer) => resolve([d.toString()])))) as string[];
-    assert.equal(ready, 'ready\n');
+    const { child, control, said } = spareByHand();
+    await until('ready', () => said() === 'ready\n');
     control.destroy();
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);
   });
 
-  test('a spare that is given no usable group says why and exits; the launcher then starts a shim itself', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, [REPORT_FD_ENV]: '3' };
-    delete env.NODE_EXTRA_CA_CERTS;
-    const child = spawn(process.execPath, [...SHIM_NODE_FLAGS, SHIM_MAIN, '-address', origin.address, '-publish-binary', '/bin/true', '-spare', 'serve'], {
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
-      env,
-    });
-    started.add(child.pid as number);
-    const control = child.stdio[3] as Socket;
-    let text = '';
-    control.on('data', (d: Buffer) => {
-      text += d.toString();
-    });
-    await until('ready', () => text === 'ready\n');
+  test('a spare given no usable group says why and exits; a spare for another daemon is not handed out', async () => {
+    const { child, control, said } = spareByHand();
+    await until('ready', () => said() === 'ready\n');
     control.write('{"namespace":"ns-c"}\n');
     const [code] = await once(child, 'exit');
     assert.equal(code, 1);
-    assert.match(text, /^ready\nerror: a spare needs a namespace, an id and a socket/);
+    assert.match(said(), /^ready\nerror: a spare needs a namespace, an id and a socket/);
 
     // A launcher whose spare is for another daemon does not hand it out.
     launcher = new ShimLauncher({ spare: { ...origin, address: join(dir, 'other.sock') } });

@@ -12,16 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { shimProtoRoot, TASK_SERVICE } from './shim-proto.js';
 import { shimLockPath, shimSocketPath } from './socket-address.js';
 import { WireWriter } from './wire.js';
-
-/** Running, not a zombie that nobody reaped yet. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+import { alive } from './test-support.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
