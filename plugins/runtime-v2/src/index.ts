@@ -43,7 +43,7 @@ const defaults = {
   shim_idle_ms: 30_000,
   /**
    * While no shim berthd started lives, keep one spare berth shim (a Node
-   * process that has loaded its code and waits, ~45 MiB resident), so the
+   * process that has loaded its code and waits, ~53 MiB resident), so the
    * first container after an idle spell skips Node's start-up. Only when
    * berth's shim serves io.containerd.runc.v2. false: none.
    */
