@@ -184,4 +184,21 @@ describe('ShimLauncher with a spare', { skip: process.getuid?.() !== 0 && 'needs
     assert.notEqual(pid, spare);
     assert.equal(launcher.sparePid, spare, 'the spare still waits');
   });
+
+  test('a spare that cannot start is tried three times, then the launcher keeps none', async () => {
+    const logged: string[] = [];
+    // node refuses to start at all under this NODE_OPTIONS: every spare dies before it is ready.
+    const broken = { ...origin, env: { ...origin.env, NODE_OPTIONS: '--require /nonexistent/berth-test-module.js' } };
+    launcher = new ShimLauncher({ spare: broken, spareRetryMs: 50, log: (_level, msg) => logged.push(msg) });
+    launcher.keepSpare();
+    await until('three failed starts', () => logged.filter((m) => m.startsWith('the spare shim did not start')).length === 3);
+    await sleep(300);
+    assert.equal(logged.filter((m) => m.startsWith('the spare shim did not start')).length, 3, logged.join('\n'));
+    assert.ok(logged.includes('the spare shim did not start; keeping none from now on'), logged.join('\n'));
+    assert.equal(launcher.sparePid, undefined);
+    // launch still starts a shim, without one.
+    const pid = await launcher.launch(origin, target('ns-e'));
+    started.add(pid);
+    assert.equal((await info(target('ns-e').socket)).namespace, 'ns-e');
+  });
 });

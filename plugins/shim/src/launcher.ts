@@ -28,6 +28,8 @@ const REPORT_FD = 3;
 const READY_TIMEOUT_MS = 20_000;
 /** A spare that went away unassigned (killed, or failing to start) is replaced after this long, not at once. */
 const SPARE_RETRY_MS = 10_000;
+/** After this many spares in a row failed to start, the launcher keeps none (and says so once). */
+const SPARE_START_FAILURES_MAX = 3;
 /**
  * Room a spare's command line keeps for what an assignment adds to it
  * (namespace, id, socket, group), so `ps` and tools that look for
@@ -78,6 +80,8 @@ export interface ShimLauncherOptions {
    * its first container does.
    */
   readonly spare?: ShimOrigin;
+  /** How long after a spare went away unassigned the next one starts; 10 s. */
+  readonly spareRetryMs?: number;
   /** Where the launcher tells about its spare (started, gone, replaced). */
   readonly log?: (level: 'info' | 'warn' | 'debug', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -102,6 +106,8 @@ export class ShimLauncher {
   private spare: Spare | undefined;
   private readonly live = new Set<ChildProcess>();
   private retry: NodeJS.Timeout | undefined;
+  /** Spares in a row that went away before they were ready. */
+  private startFailures = 0;
   private closed = false;
 
   constructor(private readonly opts: ShimLauncherOptions = {}) {}
@@ -110,14 +116,23 @@ export class ShimLauncher {
   keepSpare(): void {
     const origin = this.opts.spare;
     if (!origin || this.closed || this.spare || this.retry || this.live.size > 0) return;
+    if (this.startFailures >= SPARE_START_FAILURES_MAX) return;
     const child = spawnServe(origin, ['-spare', 'serve', ' '.repeat(SPARE_ARGV_ROOM)]);
     const control = child.stdio[REPORT_FD] as Socket;
     const spare: Spare = {
       child,
       control,
       ready: readLine(control, READY_TIMEOUT_MS).then((line) => {
-        if (line === 'ready') return true;
-        this.opts.log?.('warn', 'the spare shim did not start', { pid: child.pid, report: line });
+        if (line === 'ready') {
+          this.startFailures = 0;
+          return true;
+        }
+        this.startFailures++;
+        const givingUp = this.startFailures >= SPARE_START_FAILURES_MAX;
+        this.opts.log?.('warn', givingUp ? 'the spare shim did not start; keeping none from now on' : 'the spare shim did not start', {
+          pid: child.pid,
+          report: line,
+        });
         return false;
       }),
     };
@@ -224,7 +239,7 @@ export class ShimLauncher {
     this.retry = setTimeout(() => {
       this.retry = undefined;
       this.keepSpare();
-    }, SPARE_RETRY_MS).unref();
+    }, this.opts.spareRetryMs ?? SPARE_RETRY_MS).unref();
   }
 }
 
