@@ -85,7 +85,6 @@ export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
   const intervalMs = opts.intervalMs ?? 1000;
   const idleBelow = opts.idleBelow ?? 0.5;
   const growthBytes = opts.growthBytes ?? 16 * 1024 * 1024;
-  const trimNow = trimMemoryNow;
   let baseline = process.memoryUsage.rss();
   /** An interval at or over `idleBelow` came since the last trim: a burst, whose leftovers a trim returns. */
   let burst = false;
@@ -101,12 +100,12 @@ export function trimMemoryWhenIdle(opts: IdleTrimOptions = {}): IdleTrim {
     const before = process.memoryUsage.rss();
     if (!burst && before < baseline + growthBytes) return;
     burst = false;
-    baseline = trimNow();
+    baseline = trimMemoryNow();
     opts.onTrim?.(before, baseline);
   }, intervalMs);
   timer.unref();
   return {
     stop: () => clearInterval(timer),
-    trimNow,
+    trimNow: trimMemoryNow,
   };
 }

@@ -22,6 +22,7 @@ import {
   runcOptionsFromAny,
   SHIM_MAIN,
   ShimLauncher,
+  type ShimOrigin,
   shimSnapshotStatus,
   shimSocketPath,
   socketRefuses,
@@ -136,15 +137,22 @@ export class ShimTaskManager implements TaskManager {
   private readonly deleting = new Map<string, Promise<TaskExit>>();
   private readonly connections = new Map<string, Promise<ShimConnection>>();
   private readonly timeouts: ShimTimeouts;
+  /**
+   * What every `serve` of the shim this berthd ships starts with (its -address, -publish-binary and
+   * environment): the same for each group, so a spare can serve any.
+   */
+  private readonly origin: ShimOrigin;
   /** Starts berth's `serve` processes for the shim this berthd ships, and keeps its spare. */
   private readonly launcher: ShimLauncher;
   private closed = false;
 
   constructor(private readonly opts: ShimTaskManagerOptions) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    const { grpcAddress: address, publishBinary, ttrpcAddress, shimIdleMs } = opts;
+    this.origin = { address, publishBinary, env: shimEnvironment({ ttrpcAddress, ...(shimIdleMs ? { shimIdleMs } : {}) }) };
     const spare = opts.spareShim && servesByDefault(opts.resolver);
     this.launcher = new ShimLauncher({
-      ...(spare ? { spare: this.shimOrigin() } : {}),
+      ...(spare ? { spare: this.origin } : {}),
       log: (level, msg, fields) => opts.log[level](msg, fields),
     });
     // Once, off the start-up path: whether berth's shim starts from its V8 snapshot (and the
@@ -288,12 +296,6 @@ export class ShimTaskManager implements TaskManager {
     };
   }
 
-  /** What every shim of this berthd is started with: the same for each group, so a spare can serve any. */
-  private shimOrigin() {
-    const { grpcAddress: address, publishBinary, ttrpcAddress, shimIdleMs } = this.opts;
-    return { address, publishBinary, env: shimEnvironment({ ttrpcAddress, ...(shimIdleMs ? { shimIdleMs } : {}) }) };
-  }
-
   private shimLog(namespace: string, id: string, bundle: Bundle, binary: string): ShimLog | undefined {
     try {
       return new ShimLog(bundle.logPath, this.opts.log.child({ namespace, id, shim: basename(binary) }));
@@ -411,11 +413,9 @@ export class ShimTaskManager implements TaskManager {
     return startGroupShim({
       namespace: cmd.namespace,
       id: cmd.id,
-      address: cmd.grpcAddress,
-      publishBinary: cmd.publishBinary,
+      ...this.origin,
       bundle: cmd.bundle,
       options: runcOptionsFromAny(options),
-      env: shimEnvironment(cmd),
       launcher: this.launcher,
     });
   }

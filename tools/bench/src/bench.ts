@@ -232,9 +232,10 @@ export async function runBench(opts: BenchOptions, resources: Resources): Promis
     note: MEMORY_NOTE,
     ...Object.fromEntries(
       engines.map((e) => {
-        const withShims = engineAndShimsRssKiB(e.pid, e.address);
-        const afterWorkloadWithShims = { rssKiB: withShims.rssKiB, shims: withShims.shims };
-        return [e.name, { pid: e.pid, idle: idle.get(e.name) ?? readMemory(e.pid), afterWorkload: readMemory(e.pid), afterWorkloadWithShims }];
+        const afterWorkload = readMemory(e.pid);
+        const { shims, shimRssKiB } = engineAndShimsRssKiB(e.pid, e.address);
+        const afterWorkloadWithShims = { rssKiB: afterWorkload.rssKiB + shimRssKiB, shims };
+        return [e.name, { pid: e.pid, idle: idle.get(e.name) ?? afterWorkload, afterWorkload, afterWorkloadWithShims }];
       }),
     ),
   };
